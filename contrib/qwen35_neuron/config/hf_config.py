@@ -1,0 +1,303 @@
+"""Parse a Hugging Face ``config.json`` of the Qwen3.5 family into frozen dataclasses.
+
+Accepted ``model_type`` values: ``qwen3_5_moe`` (composite: ``text_config`` + ``vision_config``,
+the published checkpoints) and ``qwen3_5_moe_text`` (text only). Everything the model code needs
+is read here once and validated, so the modules never look at raw dicts and a config we do not
+support fails before any weight is read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import UnsupportedConfigError
+
+LINEAR_ATTENTION = "linear_attention"
+FULL_ATTENTION = "full_attention"
+
+COMPOSITE_MODEL_TYPES = ("qwen3_5_moe",)
+TEXT_MODEL_TYPES = ("qwen3_5_moe_text",)
+DEFAULT_MROPE_SECTION = (11, 11, 10)
+DEFAULT_EOS_TOKEN_IDS = (248046, 248044)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The language model: hybrid decoder of DeltaNet and gated-attention layers, each with a MoE."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    layer_types: tuple[str, ...]
+    rms_norm_eps: float
+    # gated full attention
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    rope_theta: float
+    partial_rotary_factor: float
+    mrope_section: tuple[int, ...]
+    # Gated DeltaNet
+    linear_conv_kernel_dim: int
+    linear_key_head_dim: int
+    linear_value_head_dim: int
+    linear_num_key_heads: int
+    linear_num_value_heads: int
+    # sparse MoE with a sigmoid-gated shared expert
+    num_experts: int
+    num_experts_per_tok: int
+    moe_intermediate_size: int
+    shared_expert_intermediate_size: int
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 32768
+    pad_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = DEFAULT_EOS_TOKEN_IDS
+
+    # ---- derived sizes (never stored twice) ----
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def linear_key_dim(self) -> int:
+        return self.linear_num_key_heads * self.linear_key_head_dim
+
+    @property
+    def linear_value_dim(self) -> int:
+        return self.linear_num_value_heads * self.linear_value_head_dim
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of the causal conv: q, k and v sections stacked."""
+        return 2 * self.linear_key_dim + self.linear_value_dim
+
+    @property
+    def linear_layer_ids(self) -> tuple[int, ...]:
+        return tuple(i for i, t in enumerate(self.layer_types) if t == LINEAR_ATTENTION)
+
+    @property
+    def full_attention_layer_ids(self) -> tuple[int, ...]:
+        return tuple(i for i, t in enumerate(self.layer_types) if t == FULL_ATTENTION)
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The ViT vision tower and its patch merger."""
+
+    depth: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    in_channels: int
+    patch_size: int
+    temporal_patch_size: int
+    spatial_merge_size: int
+    out_hidden_size: int
+    num_position_embeddings: int
+    hidden_act: str = "gelu_pytorch_tanh"
+    layer_norm_eps: float = 1e-6
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole checkpoint's description: text model, optional vision tower, special token ids."""
+
+    model_type: str
+    text: TextConfig
+    vision: VisionConfig | None = None
+    image_token_id: int = 248056
+    video_token_id: int = 248057
+    vision_start_token_id: int = 248053
+    vision_end_token_id: int = 248054
+    architectures: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self.vision is not None
+
+
+def load_model_config(model_dir: str | Path) -> ModelConfig:
+    """Read ``<model_dir>/config.json`` (and EOS ids from generation_config.json when present)."""
+    model_dir = Path(model_dir)
+    config_path = model_dir / "config.json"
+    if not model_dir.is_dir():
+        raise UnsupportedConfigError(f"model directory {model_dir} does not exist")
+    if not config_path.is_file():
+        raise UnsupportedConfigError(
+            f"{model_dir} has no config.json: pass the directory of a Hugging Face checkpoint"
+        )
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise UnsupportedConfigError(f"{config_path} is not valid JSON: {err}") from err
+    eos = _read_generation_eos(model_dir / "generation_config.json")
+    return parse_model_config(raw, eos_token_ids=eos)
+
+
+def parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | None = None) -> ModelConfig:
+    """Turn a config.json dict into a validated :class:`ModelConfig`."""
+    model_type = raw.get("model_type")
+    if model_type in COMPOSITE_MODEL_TYPES:
+        text_raw = dict(raw.get("text_config") or {})
+        vision_raw = raw.get("vision_config")
+        vision = _parse_vision(vision_raw) if vision_raw else None
+    elif model_type in TEXT_MODEL_TYPES:
+        text_raw, vision = dict(raw), None
+    else:
+        supported = ", ".join(COMPOSITE_MODEL_TYPES + TEXT_MODEL_TYPES)
+        raise UnsupportedConfigError(
+            f"model_type {model_type!r} is not supported (supported: {supported}); "
+            "the dense qwen3_5 family is not implemented yet"
+        )
+    if eos_token_ids is None:
+        eos_token_ids = _as_id_tuple(text_raw.get("eos_token_id") or raw.get("eos_token_id"))
+    text = _parse_text(text_raw, eos_token_ids or DEFAULT_EOS_TOKEN_IDS)
+    return ModelConfig(
+        model_type=model_type,
+        text=text,
+        vision=vision,
+        image_token_id=int(raw.get("image_token_id", 248056)),
+        video_token_id=int(raw.get("video_token_id", 248057)),
+        vision_start_token_id=int(raw.get("vision_start_token_id", 248053)),
+        vision_end_token_id=int(raw.get("vision_end_token_id", 248054)),
+        architectures=tuple(raw.get("architectures") or ()),
+    )
+
+
+def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...]) -> TextConfig:
+    _require(raw, "text_config", ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                  "num_key_value_heads", "num_experts", "moe_intermediate_size"])
+    if raw.get("hidden_act", "silu") != "silu":
+        raise UnsupportedConfigError(f"hidden_act {raw['hidden_act']!r} is not supported (only 'silu')")
+    if raw.get("attention_bias", False):
+        raise UnsupportedConfigError("attention_bias=true is not supported by Qwen3.5 gated attention")
+    rope = _rope_parameters(raw)
+    num_layers = int(raw["num_hidden_layers"])
+    text = TextConfig(
+        vocab_size=int(raw["vocab_size"]),
+        hidden_size=int(raw["hidden_size"]),
+        num_hidden_layers=num_layers,
+        layer_types=_layer_types(raw, num_layers),
+        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        num_attention_heads=int(raw["num_attention_heads"]),
+        num_key_value_heads=int(raw["num_key_value_heads"]),
+        head_dim=int(raw.get("head_dim") or raw["hidden_size"] // raw["num_attention_heads"]),
+        rope_theta=float(rope["rope_theta"]),
+        partial_rotary_factor=float(rope["partial_rotary_factor"]),
+        mrope_section=tuple(int(s) for s in rope["mrope_section"]),
+        linear_conv_kernel_dim=int(raw.get("linear_conv_kernel_dim", 4)),
+        linear_key_head_dim=int(raw.get("linear_key_head_dim", 128)),
+        linear_value_head_dim=int(raw.get("linear_value_head_dim", 128)),
+        linear_num_key_heads=int(raw.get("linear_num_key_heads", 16)),
+        linear_num_value_heads=int(raw.get("linear_num_value_heads", 32)),
+        num_experts=int(raw["num_experts"]),
+        num_experts_per_tok=int(raw.get("num_experts_per_tok", 8)),
+        moe_intermediate_size=int(raw["moe_intermediate_size"]),
+        shared_expert_intermediate_size=int(raw.get("shared_expert_intermediate_size",
+                                                    raw["moe_intermediate_size"])),
+        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+        pad_token_id=raw.get("pad_token_id"),
+        eos_token_ids=eos_token_ids,
+    )
+    _validate_text(text)
+    return text
+
+
+def _rope_parameters(raw: dict[str, Any]) -> dict[str, Any]:
+    """transformers 5 writes ``rope_parameters``; older exports use ``rope_theta``/``rope_scaling``."""
+    params = dict(raw.get("rope_scaling") or {})
+    params.update(raw.get("rope_parameters") or {})
+    rope_type = params.get("rope_type", params.get("type", "default"))
+    if rope_type not in ("default", "mrope"):
+        raise UnsupportedConfigError(f"rope_type {rope_type!r} is not supported (only default multimodal RoPE)")
+    if params.get("mrope_interleaved") is False:
+        raise UnsupportedConfigError("mrope_interleaved=false is not supported: Qwen3.5 interleaves T/H/W")
+    return {
+        "rope_theta": params.get("rope_theta", raw.get("rope_theta", 10000.0)),
+        "partial_rotary_factor": params.get("partial_rotary_factor", raw.get("partial_rotary_factor", 0.25)),
+        "mrope_section": params.get("mrope_section", DEFAULT_MROPE_SECTION),
+    }
+
+
+def _layer_types(raw: dict[str, Any], num_layers: int) -> tuple[str, ...]:
+    types = raw.get("layer_types")
+    if types is None:
+        interval = int(raw.get("full_attention_interval", 4))
+        types = [FULL_ATTENTION if (i + 1) % interval == 0 else LINEAR_ATTENTION for i in range(num_layers)]
+    types = tuple(types)
+    if len(types) != num_layers:
+        raise UnsupportedConfigError(
+            f"layer_types has {len(types)} entries but num_hidden_layers is {num_layers}: make them agree"
+        )
+    unknown = sorted(set(types) - {LINEAR_ATTENTION, FULL_ATTENTION})
+    if unknown:
+        raise UnsupportedConfigError(f"unsupported layer types {unknown}: only {LINEAR_ATTENTION!r} and "
+                                     f"{FULL_ATTENTION!r} exist in Qwen3.5")
+    return types
+
+
+def _validate_text(t: TextConfig) -> None:
+    checks = [
+        (t.num_attention_heads % t.num_key_value_heads == 0,
+         f"num_attention_heads {t.num_attention_heads} is not a multiple of num_key_value_heads "
+         f"{t.num_key_value_heads}"),
+        (t.linear_num_value_heads % t.linear_num_key_heads == 0,
+         f"linear_num_value_heads {t.linear_num_value_heads} is not a multiple of linear_num_key_heads "
+         f"{t.linear_num_key_heads}"),
+        (0 < t.num_experts_per_tok <= t.num_experts,
+         f"num_experts_per_tok {t.num_experts_per_tok} must be in 1..num_experts ({t.num_experts})"),
+        (t.rotary_dim % 2 == 0 and 0 < t.rotary_dim <= t.head_dim,
+         f"head_dim {t.head_dim} x partial_rotary_factor {t.partial_rotary_factor} must give an even "
+         "rotary dim within the head"),
+        (len(t.mrope_section) == 3, f"mrope_section must have 3 entries (T, H, W), got {t.mrope_section}"),
+        (t.linear_conv_kernel_dim >= 2, "linear_conv_kernel_dim must be at least 2"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UnsupportedConfigError(message)
+
+
+def _parse_vision(raw: Mapping[str, Any]) -> VisionConfig:
+    _require(raw, "vision_config", ["hidden_size", "num_heads", "out_hidden_size"])
+    return VisionConfig(
+        depth=int(raw.get("depth", 27)),
+        hidden_size=int(raw["hidden_size"]),
+        intermediate_size=int(raw.get("intermediate_size", 4304)),
+        num_heads=int(raw["num_heads"]),
+        in_channels=int(raw.get("in_channels", 3)),
+        patch_size=int(raw.get("patch_size", 16)),
+        temporal_patch_size=int(raw.get("temporal_patch_size", 2)),
+        spatial_merge_size=int(raw.get("spatial_merge_size", 2)),
+        out_hidden_size=int(raw["out_hidden_size"]),
+        num_position_embeddings=int(raw.get("num_position_embeddings", 2304)),
+        hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")),
+    )
+
+
+def _require(raw: Mapping[str, Any], where: str, keys: list[str]) -> None:
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise UnsupportedConfigError(f"{where} lacks required fields {missing}: is this a Qwen3.5 config.json?")
+
+
+def _as_id_tuple(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    return (int(value),)
+
+
+def _read_generation_eos(path: Path) -> tuple[int, ...] | None:
+    """EOS ids from generation_config.json; None when the file or the field is absent."""
+    if not path.is_file():
+        return None
+    try:
+        ids = _as_id_tuple(json.loads(path.read_text()).get("eos_token_id"))
+    except json.JSONDecodeError as err:
+        raise UnsupportedConfigError(f"{path} is not valid JSON: {err}") from err
+    return ids or None

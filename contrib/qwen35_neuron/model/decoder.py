@@ -1,0 +1,41 @@
+"""One decoder layer: pre-norm token mixer (DeltaNet or gated attention), then pre-norm MoE."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import LINEAR_ATTENTION, TextConfig
+from ..parallel.providers import ParallelProvider
+from .attention import GatedAttention
+from .deltanet import GatedDeltaNet
+from .moe import SparseMoe
+from .norms import OffsetRMSNorm
+from .ops import ModelOps
+from .step import StepInputs
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: TextConfig, layer: int, provider: ParallelProvider, *, moe_impl: str,
+                 chunk_size: int) -> None:
+        super().__init__()
+        self.is_linear = config.layer_types[layer] == LINEAR_ATTENTION
+        if self.is_linear:
+            self.linear_attn = GatedDeltaNet(config, provider, chunk_size)
+        else:
+            self.self_attn = GatedAttention(config, provider)
+        self.mlp = SparseMoe(config, provider, moe_impl)
+        self.input_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, hidden: torch.Tensor, step: StepInputs, rotary: tuple[torch.Tensor, torch.Tensor],
+                states: tuple[torch.Tensor, torch.Tensor], ops: ModelOps):
+        """states: (conv, recurrent) for DeltaNet layers, (k_cache, v_cache) for attention layers."""
+        normed = self.input_layernorm(hidden)
+        if self.is_linear:
+            mixed, *new_states = self.linear_attn(normed, step, *states, ops)
+        else:
+            mixed, *new_states = self.self_attn(normed, step, rotary, *states, ops)
+        hidden = hidden + mixed
+        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        return hidden, tuple(new_states)

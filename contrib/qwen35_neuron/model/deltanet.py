@@ -1,0 +1,73 @@
+"""Gated DeltaNet token mixer (the 'linear_attention' layers): conv, gated delta rule, gated norm.
+
+State in -> state out: ``conv_state`` [B, C, K-1] and ``recurrent_state`` [B, Hv, Dk, Dv] (fp32).
+Padding never changes state: pad slots get g = 0 and beta = 0 and are left out of the conv state.
+A row with no earlier context (cache_start 0) starts from zero state.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TextConfig
+from ..parallel.providers import ParallelProvider
+from ..parallel.sharding import head_shard
+from .norms import GatedRMSNorm
+from .ops import ModelOps
+from .step import StepInputs
+
+
+class _ConvWeight(nn.Module):
+    """Holds the depthwise conv weight [C, 1, K] under HF's name ``conv1d.weight``."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels, 1, kernel))
+
+
+class GatedDeltaNet(nn.Module):
+    def __init__(self, config: TextConfig, provider: ParallelProvider, chunk_size: int) -> None:
+        super().__init__()
+        tp, rank = provider.tp_degree, provider.rank
+        self.num_k_heads = head_shard(config.linear_num_key_heads, tp, rank, "linear_num_key_heads").count
+        self.num_v_heads = head_shard(config.linear_num_value_heads, tp, rank, "linear_num_value_heads").count
+        self.head_k_dim, self.head_v_dim = config.linear_key_head_dim, config.linear_value_head_dim
+        self.chunk_size = chunk_size
+        key_dim, value_dim = self.num_k_heads * self.head_k_dim, self.num_v_heads * self.head_v_dim
+        self.sections = (key_dim, key_dim, value_dim)
+        hidden = config.hidden_size
+        self.in_proj_qkv = provider.column(hidden, sum(self.sections) * tp)
+        self.in_proj_z = provider.column(hidden, config.linear_value_dim)
+        self.in_proj_b = provider.column(hidden, config.linear_num_value_heads)
+        self.in_proj_a = provider.column(hidden, config.linear_num_value_heads)
+        self.conv1d = _ConvWeight(sum(self.sections), config.linear_conv_kernel_dim)
+        self.dt_bias = nn.Parameter(torch.ones(self.num_v_heads))
+        self.A_log = nn.Parameter(torch.zeros(self.num_v_heads))
+        self.norm = GatedRMSNorm(self.head_v_dim, config.rms_norm_eps)
+        self.out_proj = provider.row(config.linear_value_dim, hidden)
+
+    def forward(self, x: torch.Tensor, step: StepInputs, conv_state: torch.Tensor,
+                recurrent_state: torch.Tensor, ops: ModelOps) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, length, _ = x.shape
+        valid = step.valid[..., None].to(x.dtype)
+        x = x * valid  # pad slots contribute nothing
+        keep = step.continuing.to(conv_state.dtype)[:, None, None]
+        mixed, conv_state = ops.causal_conv(self.in_proj_qkv(x), conv_state * keep,
+                                            self.conv1d.weight[:, 0, :], step.valid_len)
+        q, k, v = torch.split(mixed, self.sections, dim=-1)
+        q = q.reshape(batch, length, self.num_k_heads, self.head_k_dim)
+        k = k.reshape(batch, length, self.num_k_heads, self.head_k_dim)
+        v = v.reshape(batch, length, self.num_v_heads, self.head_v_dim)
+        beta = torch.sigmoid(self.in_proj_b(x).float()) * valid.float()
+        g = -self.A_log.float().exp() * F.softplus(self.in_proj_a(x).float() + self.dt_bias.float())
+        g = g * valid.float()
+        state = recurrent_state * keep.to(recurrent_state.dtype)[..., None]
+        if length == 1:  # static: decode graphs have one slot per row
+            out, state = ops.gdr_decode(q, k, v, g, beta, state)
+        else:
+            out, state = ops.gdr_prefill(q, k, v, g, beta, state, self.chunk_size)
+        z = self.in_proj_z(x).reshape(batch, length, self.num_v_heads, self.head_v_dim)
+        out = self.norm(out.to(x.dtype), z).reshape(batch, length, -1)
+        return self.out_proj(out), conv_state, state.to(recurrent_state.dtype)

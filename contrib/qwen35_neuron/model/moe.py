@@ -1,0 +1,117 @@
+"""Sparse MoE of Qwen3.5: softmax router (fp32) -> top-k, renormalised; SwiGLU experts; a shared
+expert whose output is scaled by a per-token sigmoid gate.
+
+Routed experts have two formulations that must agree:
+- ``eager``: each expert runs only on the tokens routed to it (CPU speed; data-dependent shapes).
+- ``static``: traceable fixed shapes. Few tokens (decode): the chosen experts' weights are gathered
+  by index. Many tokens (prefill): every expert runs on every token, weighted by a dense routing
+  matrix that is zero off the top-k.
+Under TP each rank holds every expert's slice of the intermediate dim; the routed and shared
+partial sums are added before the single all-reduce of the block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TextConfig
+from ..parallel.providers import ParallelProvider, local_size
+
+
+class Router(nn.Module):
+    """weight [E, H]; returns (top-k weights renormalised to sum 1, top-k expert ids)."""
+
+    def __init__(self, num_experts: int, hidden: int, top_k: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_experts, hidden))
+        self.top_k = top_k
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = F.linear(x, self.weight).float().softmax(dim=-1)
+        weights, ids = probs.topk(self.top_k, dim=-1)
+        return weights / weights.sum(dim=-1, keepdim=True), ids
+
+
+class Experts(nn.Module):
+    """gate_up_proj [E, 2I, H] (gate rows, then up rows) and down_proj [E, H, I], HF's fused layout."""
+
+    def __init__(self, num_experts: int, hidden: int, intermediate: int, impl: str) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Parameter(torch.zeros(num_experts, 2 * intermediate, hidden))
+        self.down_proj = nn.Parameter(torch.zeros(num_experts, hidden, intermediate))
+        self.impl = impl
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x [N, H]; weights, ids [N, k] -> weighted sum of the chosen experts' outputs [N, H]."""
+        if self.impl == "eager":
+            return self._eager(x, weights, ids)
+        if ids.numel() < self.gate_up_proj.shape[0]:  # static: decided by shapes only
+            return self._gathered(x, weights, ids)
+        return self._all_experts(x, weights, ids)
+
+    def _eager(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        flat_ids = ids.reshape(-1)
+        order = flat_ids.argsort(stable=True)
+        counts = torch.bincount(flat_ids, minlength=self.gate_up_proj.shape[0]).tolist()
+        token_of = order // ids.shape[1]
+        start = 0
+        for expert, count in enumerate(counts):
+            if count == 0:
+                continue
+            picks = order[start:start + count]
+            tokens = token_of[start:start + count]
+            start += count
+            gate, up = F.linear(x[tokens], self.gate_up_proj[expert]).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * up, self.down_proj[expert])
+            out.index_add_(0, tokens, y * weights.reshape(-1)[picks, None].to(y.dtype))
+        return out
+
+    def _gathered(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        gate_up = torch.einsum("nh,nkih->nki", x, self.gate_up_proj[ids])
+        gate, up = gate_up.chunk(2, dim=-1)
+        y = torch.einsum("nki,nkhi->nkh", F.silu(gate) * up, self.down_proj[ids])
+        return (y * weights[..., None].to(y.dtype)).sum(dim=1)
+
+    def _all_experts(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        dense = torch.zeros(x.shape[0], self.gate_up_proj.shape[0], dtype=weights.dtype, device=x.device)
+        dense = dense.scatter(1, ids, weights)  # [N, E], zero off the top-k
+        gate, up = torch.einsum("nh,eih->nei", x, self.gate_up_proj).chunk(2, dim=-1)
+        y = torch.einsum("nei,ehi->neh", F.silu(gate) * up, self.down_proj)
+        return (y * dense[..., None].to(y.dtype)).sum(dim=1)
+
+
+class SharedExpert(nn.Module):
+    """A SwiGLU MLP on this rank's slice of the intermediate dim; its sum happens in the MoE block."""
+
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SparseMoe(nn.Module):
+    def __init__(self, config: TextConfig, provider: ParallelProvider, impl: str) -> None:
+        super().__init__()
+        tp, hidden = provider.tp_degree, config.hidden_size
+        self.gate = Router(config.num_experts, hidden, config.num_experts_per_tok)
+        self.experts = Experts(config.num_experts, hidden,
+                               local_size(config.moe_intermediate_size, tp, "moe_intermediate_size"), impl)
+        self.shared_expert = SharedExpert(
+            hidden, local_size(config.shared_expert_intermediate_size, tp, "shared_expert_intermediate_size"))
+        self.shared_expert_gate = nn.Linear(hidden, 1, bias=False)
+        self._provider = [provider]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        weights, ids = self.gate(flat)
+        routed = self.experts(flat, weights, ids)
+        shared = torch.sigmoid(self.shared_expert_gate(flat)) * self.shared_expert(flat)
+        return self._provider[0].all_reduce(routed + shared).reshape(shape)

@@ -1,0 +1,37 @@
+"""What every layer needs to know about one forward call (CTE bucket or TKG step).
+
+A call processes S token slots per row. Row b's real tokens are the first ``valid_len[b]`` slots
+(right padding); they sit at cache positions ``cache_start[b] + i``. Rotary positions are separate
+(multimodal RoPE moves them, never the cache index). ``valid_len`` 0 marks a row that takes no part
+in this call: its state must come out unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    cache_start: torch.Tensor  # [B] long: cache position of slot 0
+    valid_len: torch.Tensor  # [B] long: real tokens in this call
+    positions: torch.Tensor  # [B, S] long: cache position of each slot
+    valid: torch.Tensor  # [B, S] bool: slot holds a real token
+    continuing: torch.Tensor  # [B] bool: the row continues earlier context (else its state resets)
+
+    @classmethod
+    def build(cls, cache_start: torch.Tensor, valid_len: torch.Tensor, length: int) -> "StepInputs":
+        slots = torch.arange(length, device=cache_start.device)
+        return cls(
+            cache_start=cache_start,
+            valid_len=valid_len,
+            positions=cache_start[:, None] + slots,
+            valid=slots[None, :] < valid_len[:, None],
+            continuing=cache_start > 0,
+        )
+
+    @property
+    def length(self) -> int:
+        return self.positions.shape[1]

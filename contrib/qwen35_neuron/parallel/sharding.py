@@ -1,0 +1,125 @@
+"""Tensor-parallel sharding of canonical (HF-named) text weights: what rank r of R holds.
+
+This is the single definition of our TP layout. The ``simulated-tp`` backend builds its ranks from
+it and the Neuron state-dict conversion stacks its per-rank output, so CPU tests of simulated TP
+prove the conversion. Rules (a real TP run's, not "cut rows in R pieces"):
+
+- DeltaNet ``in_proj_qkv`` / ``conv1d``: the q, k and v sections are each split by heads, and
+  rank r gets [q_r | k_r | v_r]. Key heads are replicated when fewer than R.
+- ``in_proj_z`` / ``in_proj_b`` / ``in_proj_a`` / ``dt_bias`` / ``A_log``: split by value heads.
+- Attention ``q_proj`` (per head [query | gate]) split by head; KV heads split, or replicated
+  when fewer than R (rank r keeps KV head r * Hkv // R).
+- Out projections (``out_proj``, ``o_proj``, expert and shared-expert ``down_proj``) are
+  row-parallel: split on their input dim. Experts split on the intermediate dim.
+- Norms, router, shared-expert gate and embeddings are replicated; the LM head splits the vocab.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..config import TextConfig
+from ..errors import UnsupportedConfigError
+
+
+@dataclass(frozen=True)
+class HeadShard:
+    """Which heads of a group of ``total`` heads rank r holds: [start, start + count)."""
+
+    start: int
+    count: int
+
+
+def head_shard(total: int, tp_degree: int, rank: int, what: str) -> HeadShard:
+    """Split heads evenly, or replicate them when there are fewer heads than ranks."""
+    if total % tp_degree == 0:
+        count = total // tp_degree
+        return HeadShard(rank * count, count)
+    if tp_degree % total == 0:
+        return HeadShard(rank * total // tp_degree, 1)
+    raise UnsupportedConfigError(
+        f"{what} ({total}) and tp_degree {tp_degree} do not divide one another: choose a tp_degree that "
+        f"divides {total} or is a multiple of it"
+    )
+
+
+def check_tp_supported(text: TextConfig, tp_degree: int) -> None:
+    """Fail early, naming the dimension, when a TP degree cannot shard this model."""
+    head_shard(text.num_key_value_heads, tp_degree, 0, "num_key_value_heads")
+    head_shard(text.linear_num_key_heads, tp_degree, 0, "linear_num_key_heads")
+    for value, what in ((text.num_attention_heads, "num_attention_heads"),
+                        (text.linear_num_value_heads, "linear_num_value_heads"),
+                        (text.moe_intermediate_size, "moe_intermediate_size"),
+                        (text.shared_expert_intermediate_size, "shared_expert_intermediate_size"),
+                        (text.vocab_size, "vocab_size")):
+        if value % tp_degree:
+            raise UnsupportedConfigError(f"{what} {value} is not divisible by tp_degree {tp_degree}")
+
+
+def _heads(t: torch.Tensor, shard: HeadShard, head_dim: int, dim: int = 0) -> torch.Tensor:
+    return t.narrow(dim, shard.start * head_dim, shard.count * head_dim)
+
+
+def _even(t: torch.Tensor, tp_degree: int, rank: int, dim: int) -> torch.Tensor:
+    size = t.shape[dim] // tp_degree
+    return t.narrow(dim, rank * size, size)
+
+
+def _deltanet_sections(t: torch.Tensor, text: TextConfig, tp_degree: int, rank: int) -> torch.Tensor:
+    """[q | k | v] channel sections (dim 0), each split by its heads, re-stacked per rank."""
+    q, k, v = torch.split(t, [text.linear_key_dim, text.linear_key_dim, text.linear_value_dim], dim=0)
+    key = head_shard(text.linear_num_key_heads, tp_degree, rank, "linear_num_key_heads")
+    value = head_shard(text.linear_num_value_heads, tp_degree, rank, "linear_num_value_heads")
+    d_k, d_v = text.linear_key_head_dim, text.linear_value_head_dim
+    return torch.cat([_heads(q, key, d_k), _heads(k, key, d_k), _heads(v, value, d_v)], dim=0)
+
+
+def _experts_gate_up(t: torch.Tensor, tp_degree: int, rank: int) -> torch.Tensor:
+    gate, up = t.chunk(2, dim=1)  # [E, 2I, H]: gate rows then up rows
+    return torch.cat([_even(gate, tp_degree, rank, 1), _even(up, tp_degree, rank, 1)], dim=1)
+
+
+_LAYER_KEY = re.compile(r"^layers\.\d+\.(.+)$")
+
+
+def shard_text_tensor(name: str, tensor: torch.Tensor, text: TextConfig, tp_degree: int,
+                      rank: int) -> torch.Tensor:
+    """Rank ``rank``'s slice of canonical tensor ``name`` (a copy-free view where possible)."""
+    if tp_degree == 1:
+        return tensor
+    match = _LAYER_KEY.match(name)
+    local = match.group(1) if match else name
+    value_heads = head_shard(text.linear_num_value_heads, tp_degree, rank, "linear_num_value_heads")
+    kv_heads = head_shard(text.num_key_value_heads, tp_degree, rank, "num_key_value_heads")
+    rules = {
+        "linear_attn.in_proj_qkv.weight": lambda t: _deltanet_sections(t, text, tp_degree, rank),
+        "linear_attn.conv1d.weight": lambda t: _deltanet_sections(t, text, tp_degree, rank),
+        "linear_attn.in_proj_z.weight": lambda t: _heads(t, value_heads, text.linear_value_head_dim),
+        "linear_attn.in_proj_b.weight": lambda t: _heads(t, value_heads, 1),
+        "linear_attn.in_proj_a.weight": lambda t: _heads(t, value_heads, 1),
+        "linear_attn.dt_bias": lambda t: _heads(t, value_heads, 1),
+        "linear_attn.A_log": lambda t: _heads(t, value_heads, 1),
+        "linear_attn.out_proj.weight": lambda t: _heads(t, value_heads, text.linear_value_head_dim, dim=1),
+        "self_attn.q_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
+        "self_attn.k_proj.weight": lambda t: _heads(t, kv_heads, text.head_dim),
+        "self_attn.v_proj.weight": lambda t: _heads(t, kv_heads, text.head_dim),
+        "self_attn.o_proj.weight": lambda t: _even(t, tp_degree, rank, 1),
+        "mlp.experts.gate_up_proj": lambda t: _experts_gate_up(t, tp_degree, rank),
+        "mlp.experts.down_proj": lambda t: _even(t, tp_degree, rank, 2),
+        "mlp.shared_expert.gate_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
+        "mlp.shared_expert.up_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
+        "mlp.shared_expert.down_proj.weight": lambda t: _even(t, tp_degree, rank, 1),
+        "lm_head.weight": lambda t: _even(t, tp_degree, rank, 0),
+    }
+    rule = rules.get(local)
+    return rule(tensor) if rule is not None else tensor  # everything else is replicated
+
+
+def shard_text_state_dict(state: dict[str, torch.Tensor], text: TextConfig, tp_degree: int,
+                          rank: int) -> dict[str, torch.Tensor]:
+    """Rank ``rank``'s state dict, contiguous, from a full canonical state dict."""
+    check_tp_supported(text, tp_degree)
+    return {name: shard_text_tensor(name, t, text, tp_degree, rank).contiguous() for name, t in state.items()}
