@@ -118,6 +118,10 @@ class _ThreadGroup:
         """Release ranks blocked on the barrier when another rank failed."""
         self._barrier.abort()
 
+    def reset(self) -> None:
+        """Make the group usable again after an aborted call."""
+        self._barrier.reset()
+
 
 class SimulatedTPProvider:
     """Rank ``rank`` of a simulated tensor-parallel group on the CPU."""

@@ -1,0 +1,1 @@
+"""CPU runtime: build rank models from a checkpoint, run CTE then TKG with carried state, sample."""

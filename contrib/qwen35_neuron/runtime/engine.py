@@ -1,0 +1,109 @@
+"""The CPU execution engine: one model per rank, its state buffers, and one forward for all ranks.
+
+With ``simulated-tp`` the R rank models run in R threads that meet in the provider's collectives;
+every rank's logits are identical and rank 0's are returned. New states replace the old ones only
+after every rank succeeded, so a failing call leaves every row as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import torch
+
+from ..config import Backend, RunConfig, TextConfig
+from ..errors import UnsupportedConfigError
+from ..model.ops import TORCH_OPS, ModelOps
+from ..model.state import state_specs, zero_states
+from ..model.text_model import Qwen35TextModel
+from ..parallel import DenseProvider, simulated_tp_group
+from ..parallel.sharding import check_tp_supported, shard_text_state_dict
+
+
+def ops_for_backend(backend: Backend) -> ModelOps:
+    if backend == Backend.NKI_SIM:
+        from ..kernels.ops import nki_sim_ops  # lazy: the emulator is only needed for this backend
+
+        return nki_sim_ops()
+    return TORCH_OPS
+
+
+def build_rank_models(text: TextConfig, run: RunConfig,
+                      state_dict: dict[str, torch.Tensor]) -> tuple[list[Qwen35TextModel], object | None]:
+    """Rank models of ``run.backend`` with weights from a full canonical state dict, and the
+    collective group joining them (None for one rank)."""
+    if run.backend == Backend.NXD:
+        raise UnsupportedConfigError("backend 'nxd' runs on Trainium2: use qwen35_neuron.neuron (compile, load)")
+    ops = ops_for_backend(run.backend)
+    if run.backend == Backend.SIMULATED_TP:
+        check_tp_supported(text, run.tp_degree)
+        providers = simulated_tp_group(run.tp_degree)
+    else:
+        providers = [DenseProvider()]
+    models = []
+    for provider in providers:
+        model = Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops)
+        shard = shard_text_state_dict(state_dict, text, provider.tp_degree, provider.rank)
+        model.load_state_dict(shard, strict=True)
+        models.append(model.to(run.torch_dtype).eval())
+    return models, getattr(providers[0], "group", None)
+
+
+class TextEngine:
+    def __init__(self, text: TextConfig, run: RunConfig, models: list[Qwen35TextModel],
+                 group: object | None = None) -> None:
+        self.text, self.run, self.models, self.group = text, run, models, group
+        self.specs = [state_specs(text, run.batch_size, run.max_seq_len, run.torch_dtype, len(models), rank)
+                      for rank in range(len(models))]
+        self.states = [zero_states(specs) for specs in self.specs]
+
+    @classmethod
+    def from_state_dict(cls, text: TextConfig, run: RunConfig, state_dict: dict[str, torch.Tensor]) -> "TextEngine":
+        return cls(text, run, *build_rank_models(text, run, state_dict))
+
+    def reset(self) -> None:
+        self.states = [zero_states(specs) for specs in self.specs]
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, rotary_positions: torch.Tensor, cache_start: torch.Tensor,
+                valid_len: torch.Tensor, seq_ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None,
+                all_logits: bool = False) -> torch.Tensor:
+        """Run one CTE or TKG call on rows ``seq_ids``; returns rank 0's logits."""
+        if inputs_embeds is not None:
+            inputs_embeds = inputs_embeds.to(self.run.torch_dtype)
+
+        def run_rank(rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            return self.models[rank](input_ids, rotary_positions, cache_start, valid_len, seq_ids,
+                                     self.states[rank], inputs_embeds=inputs_embeds, all_logits=all_logits)
+
+        results = _run_ranks(run_rank, len(self.models), self.group)
+        self.states = [new_states for _, new_states in results]
+        return results[0][0]
+
+
+def _run_ranks(fn: Callable[[int], tuple], world: int, group) -> list[tuple]:
+    """Run fn(rank) for every rank, in threads when there are several; re-raise the first real
+    error after releasing ranks blocked in a collective."""
+    if world == 1:
+        return [fn(0)]
+    results: list[tuple | None] = [None] * world
+    errors: list[BaseException] = []
+
+    def target(rank: int) -> None:
+        try:
+            results[rank] = fn(rank)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(err)
+            group.abort()
+
+    threads = [threading.Thread(target=target, args=(rank,)) for rank in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        group.reset()
+        real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+        raise (real or errors)[0]
+    return results  # type: ignore[return-value]

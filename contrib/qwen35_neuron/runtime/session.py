@@ -1,0 +1,142 @@
+"""Requests on engine rows: prefill (CTE) new prompts into chosen rows, then decode (TKG) steps.
+
+Every row is its own request. ``prefill`` validates every prompt before anything runs, so a bad
+request never changes any row. A row's cache position and rotary offset (multimodal RoPE delta)
+belong to its request and are reset when a new one starts there: a text prompt after an image
+prompt never inherits image positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from .buckets import choose_bucket
+from .engine import TextEngine
+from .sampling import Sampler, SamplingParams
+
+
+@dataclass
+class RowState:
+    length: int = 0  # tokens in the cache
+    rope_delta: int = 0  # rotary position minus cache position for new tokens
+    next_token: int | None = None
+    active: bool = False
+
+
+def text_rotary_positions(cache_start: torch.Tensor, length: int, rope_delta: torch.Tensor) -> torch.Tensor:
+    """[3, B, S] rotary ids for text slots: cache position + the row's delta, same on all axes."""
+    positions = cache_start[:, None] + rope_delta[:, None] + torch.arange(length)
+    return positions[None].expand(3, -1, -1)
+
+
+class GenerationSession:
+    def __init__(self, engine: TextEngine, sampling: SamplingParams | None = None) -> None:
+        self.engine = engine
+        self.sampler = Sampler(sampling or SamplingParams())
+        self.rows = [RowState() for _ in range(engine.run.batch_size)]
+
+    # ------------------------------------------------------------------ validation
+    def validate_prompt(self, prompt: list[int], max_new_tokens: int = 0) -> None:
+        vocab, capacity = self.engine.text.vocab_size, self.engine.run.max_seq_len
+        if len(prompt) == 0:
+            raise InputError("empty prompt: give at least one token id")
+        bad = [t for t in prompt if not 0 <= int(t) < vocab]
+        if bad:
+            raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {vocab}): check the tokenizer/model pair")
+        choose_bucket(len(prompt), self.engine.run.context_buckets)
+        if len(prompt) + max_new_tokens > capacity:
+            raise InputError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the cache "
+                             f"capacity max_seq_len={capacity}: generate fewer tokens or raise max_seq_len")
+
+    def _check_rows(self, rows: list[int], count: int) -> None:
+        if len(rows) != count or len(set(rows)) != count:
+            raise InputError(f"need {count} distinct rows, got {rows}")
+        bad = [r for r in rows if not 0 <= r < len(self.rows)]
+        if bad:
+            raise InputError(f"row {bad[0]} does not exist: the engine has batch_size {len(self.rows)}")
+
+    # ------------------------------------------------------------------ CTE
+    def prefill(self, prompts: list[list[int]], rows: list[int] | None = None, *, max_new_tokens: int = 0,
+                inputs_embeds: torch.Tensor | None = None, rotary_positions: torch.Tensor | None = None,
+                rope_deltas: list[int] | None = None) -> list[int]:
+        """Start one request per prompt in ``rows`` (default 0..n-1); returns each row's first token.
+
+        ``inputs_embeds`` / ``rotary_positions`` / ``rope_deltas`` come from the VL orchestrator
+        (bucket-shaped); text requests leave them None.
+        """
+        rows = list(range(len(prompts))) if rows is None else list(rows)
+        self._check_rows(rows, len(prompts))
+        for prompt in prompts:
+            self.validate_prompt(prompt, max_new_tokens)
+        bucket = choose_bucket(max(len(p) for p in prompts), self.engine.run.context_buckets)
+        input_ids = torch.zeros(len(prompts), bucket, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            input_ids[i, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        valid_len = torch.tensor([len(p) for p in prompts])
+        cache_start = torch.zeros(len(prompts), dtype=torch.long)
+        deltas = rope_deltas or [0] * len(prompts)
+        if rotary_positions is None:
+            rotary_positions = text_rotary_positions(cache_start, bucket, torch.zeros(len(prompts), dtype=torch.long))
+        logits = self.engine.forward(input_ids, rotary_positions, cache_start, valid_len,
+                                     torch.tensor(rows), inputs_embeds=inputs_embeds)
+        tokens = self.sampler(logits).tolist()
+        for row, prompt, token, delta in zip(rows, prompts, tokens, deltas):
+            self.rows[row] = RowState(length=len(prompt), rope_delta=delta, next_token=token, active=True)
+        return tokens
+
+    # ------------------------------------------------------------------ TKG
+    def decode(self) -> list[int | None]:
+        """One token for every active row (None for idle rows, whose state stays unchanged)."""
+        active = [r.active and r.length < self.engine.run.max_seq_len for r in self.rows]
+        input_ids = torch.tensor([[r.next_token if a else 0] for r, a in zip(self.rows, active)])
+        cache_start = torch.tensor([r.length for r in self.rows])
+        valid_len = torch.tensor([int(a) for a in active])
+        deltas = torch.tensor([r.rope_delta for r in self.rows])
+        logits = self.engine.forward(input_ids, text_rotary_positions(cache_start, 1, deltas), cache_start,
+                                     valid_len, torch.arange(len(self.rows)))
+        tokens = self.sampler(logits).tolist()
+        out: list[int | None] = []
+        for row, token, is_active in zip(self.rows, tokens, active):
+            if is_active:
+                row.length += 1
+                row.next_token = token
+            out.append(token if is_active else None)
+        return out
+
+    def finish(self, row: int) -> None:
+        self.rows[row].active = False
+
+
+def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
+             sampling: SamplingParams | None = None, eos_token_ids: tuple[int, ...] | None = None) -> list[list[int]]:
+    """Generate for a batch of prompts; each row stops at EOS (excluded) or after max_new_tokens."""
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if len(prompts) > engine.run.batch_size:
+        raise InputError(f"{len(prompts)} prompts exceed the engine batch_size {engine.run.batch_size}: "
+                         "raise --batch-size or send fewer prompts")
+    eos = set(engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
+    engine.reset()
+    session = GenerationSession(engine, sampling)
+    first = session.prefill(prompts, max_new_tokens=max_new_tokens)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    for i, token in enumerate(first):
+        _accept(session, outputs, i, token, eos, max_new_tokens)
+    while any(session.rows[i].active for i in range(len(prompts))):
+        for i, token in enumerate(session.decode()[: len(prompts)]):
+            if token is not None:
+                _accept(session, outputs, i, token, eos, max_new_tokens)
+    return outputs
+
+
+def _accept(session: GenerationSession, outputs: list[list[int]], row: int, token: int, eos: set[int],
+            max_new_tokens: int) -> None:
+    if token in eos:
+        session.finish(row)
+        return
+    outputs[row].append(token)
+    if len(outputs[row]) >= max_new_tokens:
+        session.finish(row)
