@@ -142,6 +142,8 @@ def parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | 
     model_type = raw.get("model_type")
     if model_type in COMPOSITE_MODEL_TYPES:
         text_raw = dict(raw.get("text_config") or {})
+        if "tie_word_embeddings" in raw:  # transformers ties the composite model by the top-level flag
+            text_raw["tie_word_embeddings"] = raw["tie_word_embeddings"]
         vision_raw = raw.get("vision_config")
         vision = _parse_vision(vision_raw) if vision_raw else None
     elif model_type in TEXT_MODEL_TYPES:

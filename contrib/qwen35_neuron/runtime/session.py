@@ -37,6 +37,7 @@ class GenerationSession:
         self.engine = engine
         self.sampler = Sampler(sampling or SamplingParams())
         self.rows = [RowState() for _ in range(engine.run.batch_size)]
+        self.last_logits: torch.Tensor | None = None  # [rows of the last call, V]
 
     # ------------------------------------------------------------------ validation
     def validate_prompt(self, prompt: list[int], max_new_tokens: int = 0) -> None:
@@ -82,6 +83,7 @@ class GenerationSession:
             rotary_positions = text_rotary_positions(cache_start, bucket, torch.zeros(len(prompts), dtype=torch.long))
         logits = self.engine.forward(input_ids, rotary_positions, cache_start, valid_len,
                                      torch.tensor(rows), inputs_embeds=inputs_embeds)
+        self.last_logits = logits
         tokens = self.sampler(logits).tolist()
         for row, prompt, token, delta in zip(rows, prompts, tokens, deltas):
             self.rows[row] = RowState(length=len(prompt), rope_delta=delta, next_token=token, active=True)
@@ -97,6 +99,7 @@ class GenerationSession:
         deltas = torch.tensor([r.rope_delta for r in self.rows])
         logits = self.engine.forward(input_ids, text_rotary_positions(cache_start, 1, deltas), cache_start,
                                      valid_len, torch.arange(len(self.rows)))
+        self.last_logits = logits
         tokens = self.sampler(logits).tolist()
         out: list[int | None] = []
         for row, token, is_active in zip(self.rows, tokens, active):
@@ -110,8 +113,15 @@ class GenerationSession:
         self.rows[row].active = False
 
 
+@dataclass
+class GenerationResult:
+    tokens: list[list[int]]  # generated ids per prompt, EOS excluded
+    logits: list[list[torch.Tensor]]  # per prompt, the [V] logits that chose each generated token
+
+
 def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
-             sampling: SamplingParams | None = None, eos_token_ids: tuple[int, ...] | None = None) -> list[list[int]]:
+             sampling: SamplingParams | None = None,
+             eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
     """Generate for a batch of prompts; each row stops at EOS (excluded) or after max_new_tokens."""
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -121,22 +131,23 @@ def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
     eos = set(engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
     engine.reset()
     session = GenerationSession(engine, sampling)
-    first = session.prefill(prompts, max_new_tokens=max_new_tokens)
-    outputs: list[list[int]] = [[] for _ in prompts]
-    for i, token in enumerate(first):
-        _accept(session, outputs, i, token, eos, max_new_tokens)
-    while any(session.rows[i].active for i in range(len(prompts))):
-        for i, token in enumerate(session.decode()[: len(prompts)]):
+    result = GenerationResult([[] for _ in prompts], [[] for _ in prompts])
+    tokens: list[int | None] = session.prefill(prompts, max_new_tokens=max_new_tokens)
+    while True:
+        for row, token in enumerate(tokens[: len(prompts)]):
             if token is not None:
-                _accept(session, outputs, i, token, eos, max_new_tokens)
-    return outputs
+                _accept(session, result, row, token, eos, max_new_tokens)
+        if not any(session.rows[row].active for row in range(len(prompts))):
+            return result
+        tokens = session.decode()
 
 
-def _accept(session: GenerationSession, outputs: list[list[int]], row: int, token: int, eos: set[int],
+def _accept(session: GenerationSession, result: GenerationResult, row: int, token: int, eos: set[int],
             max_new_tokens: int) -> None:
+    result.logits[row].append(session.last_logits[row])
     if token in eos:
         session.finish(row)
         return
-    outputs[row].append(token)
-    if len(outputs[row]) >= max_new_tokens:
+    result.tokens[row].append(token)
+    if len(result.tokens[row]) >= max_new_tokens:
         session.finish(row)

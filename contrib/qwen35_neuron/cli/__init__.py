@@ -1,0 +1,1 @@
+"""The ``qwen35-neuron`` command line."""

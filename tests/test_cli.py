@@ -1,0 +1,101 @@
+"""The ``qwen35-neuron`` command line: demo, generate (--json, batch, backends), inspect, and one-line
+errors with a non-zero exit for every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PROMPTS
+from qwen35_neuron.cli.main import main
+from qwen35_neuron.runtime.session import generate
+from conftest import make_engine
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_passes(capsys):
+    code, out, _ = _run(capsys, "demo")
+    assert code == 0
+    assert "RESULT: tokens match" in out
+    assert out.count("match: True") == 2
+
+
+def test_generate_json_batch_matches_runtime(capsys, tiny_dir):
+    code, out, _ = _run(capsys, "generate", "--model", tiny_dir, "--input-ids", "11,42,7,99,3",
+                        "--input-ids", "240,4,66", "--max-new-tokens", "6", "--json")
+    assert code == 0
+    tokens = json.loads(out)["tokens"]
+    expected = generate(make_engine(tiny_dir), [list(PROMPTS[0]), list(PROMPTS[2])], 6).tokens
+    assert tokens == expected
+
+
+def test_generate_simulated_tp_equals_dense(capsys, tiny_dir):
+    args = ["generate", "--model", tiny_dir, "--input-ids", "11,42,7", "--max-new-tokens", "5", "--json"]
+    dense = _run(capsys, *args)[1]
+    sharded = _run(capsys, *args, "--backend", "simulated-tp", "--tp", "2")[1]
+    assert json.loads(dense) == json.loads(sharded)
+
+
+def test_inspect_ok_and_failing(capsys, tiny_dir, tmp_path):
+    code, out, _ = _run(capsys, "inspect", "--model", tiny_dir)
+    assert code == 0 and "OK" in out
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["text_config"]["num_experts"] = 16
+    (broken / "config.json").write_text(json.dumps(config))
+    code, out, _ = _run(capsys, "inspect", "--model", str(broken))
+    assert code == 1 and "wrong shape" in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--input-ids", ""], "empty prompt"),
+    (["--input-ids", ",".join(["1"] * 200)], "longer than the largest context bucket"),
+    (["--input-ids", "1,5000"], "outside the vocabulary"),
+    (["--input-ids", "1,x"], "comma-separated integers"),
+    (["--prompt", "hello"], "no tokenizer"),
+])
+def test_bad_input_one_line_error(capsys, tiny_dir, extra, message):
+    code, out, err = _run(capsys, "generate", "--model", tiny_dir, *extra)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_config_and_unsupported_config(capsys, tmp_path, tiny_dir):
+    code, _, err = _run(capsys, "generate", "--model", str(tmp_path), "--input-ids", "1")
+    assert code == 2 and "config.json" in err
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_dir, odd)
+    config = json.loads((odd / "config.json").read_text())
+    config["model_type"] = "llama"
+    (odd / "config.json").write_text(json.dumps(config))
+    code, _, err = _run(capsys, "inspect", "--model", str(odd))
+    assert code == 2 and "model_type 'llama' is not supported" in err
+
+
+def test_misshaped_tensor_is_a_clear_error(capsys, tiny_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["text_config"]["hidden_size"] = 32
+    (broken / "config.json").write_text(json.dumps(config))
+    code, _, err = _run(capsys, "generate", "--model", str(broken), "--input-ids", "1,2")
+    assert code == 2 and "wrong shape" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("qwen35-neuron")
+    assert exe, "pip install -e . must install the qwen35-neuron console script"
+    result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "demo" in result.stdout

@@ -1,0 +1,148 @@
+"""The CPU runtime's state contract: batches, prefill/decode consistency, chunked prefill, row
+isolation, EOS, sampling and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import PROMPTS, make_engine
+from qwen35_neuron.errors import InputError
+from qwen35_neuron.runtime.sampling import SamplingParams
+from qwen35_neuron.runtime.session import GenerationSession, generate, text_rotary_positions
+
+NEW = 12
+
+
+def _cte(engine, prompt, start, rows=(0,), bucket=16):
+    ids = torch.zeros(1, bucket, dtype=torch.long)
+    ids[0, : len(prompt)] = torch.tensor(prompt)
+    cache_start = torch.tensor([start])
+    rotary = text_rotary_positions(cache_start, bucket, torch.zeros(1, dtype=torch.long))
+    return engine.forward(ids, rotary, cache_start, torch.tensor([len(prompt)]), torch.tensor(rows))
+
+
+def test_batch_of_different_lengths_equals_each_alone(tiny_dir):
+    engine = make_engine(tiny_dir)
+    batch = generate(engine, [list(p) for p in PROMPTS], NEW, eos_token_ids=()).tokens
+    for row, prompt in enumerate(PROMPTS):
+        assert batch[row] == generate(engine, [list(prompt)], NEW, eos_token_ids=()).tokens[0]
+
+
+def test_prefill_then_decode_equals_longer_prefill(tiny_dir):
+    engine = make_engine(tiny_dir)
+    prompt = PROMPTS[1]
+    whole = _cte(engine, prompt, 0)
+    engine.reset()
+    _cte(engine, prompt[:-1], 0)
+    start = torch.tensor([len(prompt) - 1])
+    step = engine.forward(torch.tensor([[prompt[-1]]]), text_rotary_positions(start, 1, torch.zeros(1, dtype=torch.long)),
+                          start, torch.tensor([1]), torch.tensor([0]))
+    assert (whole - step).abs().max().item() < 1e-4
+
+
+def test_chunked_prefill_equals_one_call(tiny_dir):
+    engine = make_engine(tiny_dir)
+    prompt = PROMPTS[1]
+    whole = _cte(engine, prompt, 0)
+    engine.reset()
+    _cte(engine, prompt[:6], 0)
+    second = _cte(engine, prompt[6:], 6)
+    assert (whole - second).abs().max().item() < 1e-4
+
+
+def test_restarting_a_row_leaves_other_rows_unchanged(tiny_dir):
+    engine = make_engine(tiny_dir)
+    alone = generate(engine, [list(PROMPTS[0])], NEW, eos_token_ids=()).tokens[0]
+    replacement_alone = generate(engine, [list(PROMPTS[2])], 5, eos_token_ids=()).tokens[0]
+
+    engine.reset()
+    session = GenerationSession(engine)
+    row0 = [session.prefill([list(PROMPTS[0]), list(PROMPTS[1])], rows=[0, 1])[0]]
+    for _ in range(4):
+        row0.append(session.decode()[0])
+    row1 = [session.prefill([list(PROMPTS[2])], rows=[1])[0]]  # new request in row 1 only
+    while len(row0) < NEW:
+        tokens = session.decode()
+        row0.append(tokens[0])
+        if len(row1) < 5:
+            row1.append(tokens[1])
+    assert row0 == alone
+    assert row1 == replacement_alone
+
+
+def test_idle_rows_keep_their_state(tiny_dir):
+    engine = make_engine(tiny_dir)
+    session = GenerationSession(engine)
+    session.prefill([list(PROMPTS[0]), list(PROMPTS[1])])
+    before = [s.clone() for s in engine.states[0]]
+    session.finish(1)
+    session.decode()
+    after = engine.states[0]
+    changed_row0 = any(not torch.equal(b[0], a[0]) for b, a in zip(before, after))
+    assert changed_row0
+    assert all(torch.equal(b[1], a[1]) for b, a in zip(before, after))
+
+
+def test_eos_from_generation_config_stops_and_is_excluded(tiny_dir):
+    engine = make_engine(tiny_dir)
+    free = generate(engine, [list(PROMPTS[0])], NEW, eos_token_ids=()).tokens[0]
+    stop = free[3]
+    stopped = generate(engine, [list(PROMPTS[0])], NEW, eos_token_ids=(stop,)).tokens[0]
+    assert stopped == free[: free.index(stop)]
+    with open(f"{tiny_dir}/generation_config.json") as handle:
+        assert tuple(json.load(handle)["eos_token_id"]) == engine.text.eos_token_ids
+
+
+def test_default_eos_ids_are_qwen35s():
+    from qwen35_neuron.config import parse_model_config
+    from qwen35_neuron.testing.tiny import tiny_config_dict
+
+    raw = tiny_config_dict()
+    del raw["text_config"]["eos_token_id"]
+    assert parse_model_config(raw).text.eos_token_ids == (248046, 248044)
+
+
+def test_seeded_sampling_is_reproducible_and_differs_from_greedy(tiny_dir):
+    engine = make_engine(tiny_dir)
+    params = SamplingParams(do_sample=True, temperature=1.5, top_k=50, top_p=0.9, seed=3)
+    first = generate(engine, [list(PROMPTS[0])], NEW, params, eos_token_ids=()).tokens
+    again = generate(engine, [list(PROMPTS[0])], NEW, params, eos_token_ids=()).tokens
+    greedy = generate(engine, [list(PROMPTS[0])], NEW, eos_token_ids=()).tokens
+    assert first == again
+    assert first != greedy
+
+
+def test_top_k_one_is_greedy(tiny_dir):
+    engine = make_engine(tiny_dir)
+    params = SamplingParams(do_sample=True, top_k=1, seed=7)
+    assert generate(engine, [list(PROMPTS[0])], NEW, params, eos_token_ids=()).tokens == \
+        generate(engine, [list(PROMPTS[0])], NEW, eos_token_ids=()).tokens
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ([], "empty prompt"),
+    ([1] * 40, "longer than the largest context bucket"),
+    ([1, 999], "outside the vocabulary"),
+    ([1, -2], "outside the vocabulary"),
+])
+def test_bad_prompt_is_rejected_without_touching_state(tiny_dir, prompt, message):
+    engine = make_engine(tiny_dir)
+    session = GenerationSession(engine)
+    session.prefill([list(PROMPTS[0])], rows=[0])
+    before = [s.clone() for s in engine.states[0]]
+    with pytest.raises(InputError, match=message):
+        session.prefill([list(PROMPTS[1]), prompt], rows=[1, 2])
+    assert all(torch.equal(b, a) for b, a in zip(before, engine.states[0]))
+
+
+def test_capacity_and_batch_errors(tiny_dir):
+    engine = make_engine(tiny_dir)
+    with pytest.raises(InputError, match="max_seq_len"):
+        generate(engine, [list(PROMPTS[0])], 100)
+    with pytest.raises(InputError, match="batch_size"):
+        generate(engine, [[1]] * 5, 2)
+    with pytest.raises(InputError, match="temperature"):
+        SamplingParams(do_sample=True, temperature=0)
