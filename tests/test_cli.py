@@ -99,3 +99,20 @@ def test_console_script_is_installed():
     assert exe, "pip install -e . must install the qwen35-neuron console script"
     result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "demo" in result.stdout
+
+
+def test_prompt_text_goes_through_the_tokenizer(capsys, tiny_dir, tmp_path):
+    from qwen35_neuron.testing.tokenizer import write_tiny_tokenizer
+
+    model = tmp_path / "with-tokenizer"
+    shutil.copytree(tiny_dir, model)
+    write_tiny_tokenizer(model)
+    code, out, _ = _run(capsys, "generate", "--model", str(model), "--prompt", "hi there",
+                        "--max-new-tokens", "4", "--json")
+    assert code == 0
+    byte_ids = ",".join(str(b) for b in "hi there".encode())
+    by_ids = _run(capsys, "generate", "--model", str(model), "--input-ids", byte_ids, "--max-new-tokens", "4",
+                  "--json")[1]
+    assert json.loads(out) == json.loads(by_ids)
+    code, out, _ = _run(capsys, "generate", "--model", str(model), "--prompt", "hello", "--max-new-tokens", "3")
+    assert code == 0 and out.startswith("[0] [")

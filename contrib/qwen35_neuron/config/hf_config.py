@@ -99,6 +99,7 @@ class VisionConfig:
     num_position_embeddings: int
     hidden_act: str = "gelu_pytorch_tanh"
     layer_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0  # the 2-D vision rotary's base
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,8 @@ def _parse_vision(raw: Mapping[str, Any]) -> VisionConfig:
         out_hidden_size=int(raw["out_hidden_size"]),
         num_position_embeddings=int(raw.get("num_position_embeddings", 2304)),
         hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")),
+        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-6)),
+        rope_theta=float((raw.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
     )
 
 

@@ -39,10 +39,12 @@ class RunConfig:
     dtype: str = "float32"
     moe_impl: str = "eager"  # "eager": per-expert token groups (CPU speed); "static": traceable shapes
     gdr_chunk_size: int = 64
+    vision_buckets: tuple[int, ...] = (1024, 4096, 16384)  # patch counts the vision tower is built for
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", Backend(self.backend))
         object.__setattr__(self, "context_buckets", tuple(sorted(int(b) for b in self.context_buckets)))
+        object.__setattr__(self, "vision_buckets", tuple(sorted(int(b) for b in self.vision_buckets)))
         if self.tp_degree < 1:
             raise UnsupportedConfigError(f"tp_degree must be >= 1, got {self.tp_degree}")
         if self.backend in (Backend.DENSE, Backend.NKI_SIM) and self.tp_degree != 1:
