@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROMPTS
 from qwen35_neuron.cli.main import main
 from qwen35_neuron.runtime.session import generate
-from conftest import make_engine
+from tiny_models import PROMPTS, make_engine
 
 
 def _run(capsys, *argv):

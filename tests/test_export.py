@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_engine
+from tiny_models import make_engine
 from qwen35_neuron.model.export import example_step_inputs, export_step
 
 

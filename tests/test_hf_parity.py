@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import PROMPTS, TINY_CONFIGS, make_engine
+from tiny_models import PROMPTS, TINY_CONFIGS, make_engine
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.reference import hf_greedy
 

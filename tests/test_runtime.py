@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from conftest import PROMPTS, make_engine
+from tiny_models import PROMPTS, make_engine
 from qwen35_neuron.errors import InputError
 from qwen35_neuron.runtime.sampling import SamplingParams
 from qwen35_neuron.runtime.session import GenerationSession, generate, text_rotary_positions

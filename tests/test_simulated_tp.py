@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import PROMPTS, make_engine
+from tiny_models import PROMPTS, make_engine
 from qwen35_neuron.config import parse_model_config
 from qwen35_neuron.errors import UnsupportedConfigError
 from qwen35_neuron.parallel.sharding import check_tp_supported, shard_text_state_dict
