@@ -1,0 +1,123 @@
+"""Capacity / roofline model: parameter counts against transformers and against the published sizes,
+and hand-checked per-rank byte counts. All outputs are modelled, not measured."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qwen35_neuron.analysis.hardware import GIB, TRN2_3XLARGE, TRN2_48XLARGE
+from qwen35_neuron.analysis.model_size import RankShapes, count_params
+from qwen35_neuron.analysis.roofline import preset_report, roofline
+from qwen35_neuron.config import parse_model_config
+from qwen35_neuron.errors import UnsupportedConfigError
+from qwen35_neuron.testing.tiny import tiny_config_dict
+
+QWEN35_35B = {
+    "model_type": "qwen3_5_moe",
+    "architectures": ["Qwen3_5MoeForConditionalGeneration"],
+    "text_config": {
+        "vocab_size": 248320, "hidden_size": 2048, "num_hidden_layers": 40, "num_attention_heads": 16,
+        "num_key_value_heads": 2, "head_dim": 256, "num_experts": 256, "num_experts_per_tok": 8,
+        "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "linear_num_key_heads": 16,
+        "linear_num_value_heads": 32, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+        "linear_conv_kernel_dim": 4, "full_attention_interval": 4, "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25,
+                            "mrope_section": [11, 11, 10], "mrope_interleaved": True},
+    },
+    "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+                      "out_hidden_size": 2048, "num_position_embeddings": 2304},
+}
+
+# Measured on hardware (docs/shared notes): the modelled lower bounds must stay below these.
+MEASURED_TPOT_MS = {("trn2.3xlarge", 4): 18.4, ("trn2.48xlarge", 8): 7.4}
+
+
+@pytest.fixture(scope="module")
+def big():
+    return parse_model_config(QWEN35_35B)
+
+
+def test_35b_totals_match_the_name(big):
+    counts = count_params(big.text, big.vision)
+    assert counts.total == pytest.approx(35e9, rel=0.05)
+    assert counts.active == pytest.approx(3e9, rel=0.05)
+    # exact values from the config (equal to transformers' own count of the same config)
+    assert counts.text_total == 34_660_610_688
+    assert counts.vision == 446_571_248
+    assert counts.routed_experts == 40 * 256 * 3 * 2048 * 512
+
+
+def test_counts_equal_transformers_on_a_tiny_config():
+    from transformers import Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
+
+    raw = tiny_config_dict(num_hidden_layers=8)
+    with torch.device("meta"):
+        hf = Qwen3_5MoeForConditionalGeneration(Qwen3_5MoeConfig.from_dict(raw))
+    vision = sum(p.numel() for n, p in hf.named_parameters() if ".visual." in n)
+    text = sum(p.numel() for n, p in hf.named_parameters() if ".visual." not in n)
+    config = parse_model_config(raw)
+    ours = count_params(config.text, config.vision)
+    assert (ours.text_total, ours.vision) == (text, vision)
+
+
+@pytest.mark.parametrize("instance,tp", [("trn2.3xlarge", 4), ("trn2.48xlarge", 8)])
+def test_35b_presets(big, instance, tp):
+    report = preset_report(big.text, big.vision, instance, max_seq_len=4096, decode_context=512)
+    assert report.tp == tp and report.fits
+    experts_stored = report.hbm_by_part[f"routed experts (all 256, I/R={512 // tp})"]
+    assert experts_stored == 40 * 256 * 3 * 2048 * (512 // tp) * 2
+    # decode at batch 1 reads 8 expert shards per layer and every DeltaNet state twice in fp32
+    decode = report.decode.bytes_by_part
+    assert decode[f"routed experts (8 of 256, I/R={512 // tp})"] == 40 * 8 * 3 * 2048 * (512 // tp) * 2
+    assert decode["DeltaNet state fp32 (read + write)"] == 2 * 30 * (32 // tp) * 128 * 128 * 4
+    assert decode["KV cache (read 512, write 1)"] == 10 * 2 * 1 * 513 * 256 * 2  # one replicated KV head per rank
+    assert report.decode.allreduces == 82 and report.decode.allreduce_bytes == 2048 * 2
+    # the bound is memory, and it stays below what hardware measured
+    tpot_ms = report.tpot_lower_bound_s * 1e3
+    assert report.decode.bound_by == "memory"
+    assert 1.0 < tpot_ms < MEASURED_TPOT_MS[(instance, tp)]
+    assert report.ttft_lower_bound_s(512) > report.ttft_lower_bound_s(128) > report.tpot_lower_bound_s
+    text = report.format()
+    assert "modelled (not measured)" in text and f"TP {tp}" in text and "TPOT >=" in text
+
+
+def test_scaling_with_tp_and_batch(big):
+    tp4 = roofline(big.text, hardware=TRN2_48XLARGE, tp=4, decode_context=1024)
+    tp8 = roofline(big.text, hardware=TRN2_48XLARGE, tp=8, decode_context=1024)
+    w4 = tp4.hbm_by_part["DeltaNet projections"]
+    assert tp8.hbm_by_part["DeltaNet projections"] == pytest.approx(w4 / 2, rel=1e-3)
+    assert tp8.hbm_total < tp4.hbm_total
+    # batch 32 x top-8 covers all 256 experts: decode reads every expert shard once
+    b32 = roofline(big.text, hardware=TRN2_3XLARGE, tp=4, batch=32, decode_context=1024)
+    assert "routed experts (256 of 256, I/R=128)" in b32.decode.bytes_by_part
+    assert b32.tpot_lower_bound_s > tp4.tpot_lower_bound_s
+    # KV cache at the maximum length grows linearly with it
+    long = roofline(big.text, tp=4, max_seq_len=32768)
+    assert long.hbm_by_part["KV cache (10 layers x 32768)"] == 10 * 2 * 1 * 32768 * 256 * 2
+
+
+def test_rank_shapes_follow_nxdi_gqa_rule(big):
+    assert RankShapes.of(big.text, 2).kv_heads == 1      # 2 KV heads over 2 ranks
+    assert RankShapes.of(big.text, 8).kv_heads == 1      # replicated up to TP 8
+    assert RankShapes.of(big.text, 16).q_heads == 1
+    with pytest.raises(UnsupportedConfigError, match="linear_num_key_heads"):
+        RankShapes.of(big.text, 32)
+
+
+def test_bad_inputs_are_reported(big):
+    with pytest.raises(UnsupportedConfigError, match="4 logical cores"):
+        roofline(big.text, hardware=TRN2_3XLARGE, tp=8)
+    with pytest.raises(UnsupportedConfigError, match="divide"):
+        roofline(big.text, hardware=TRN2_48XLARGE, tp=3)
+    with pytest.raises(UnsupportedConfigError, match="max_seq_len"):
+        roofline(big.text, tp=4, max_seq_len=1024, decode_context=2048)
+    with pytest.raises(UnsupportedConfigError, match="unknown instance"):
+        preset_report(big.text, instance="trn1.32xlarge")
+
+
+def test_hardware_shares():
+    assert TRN2_3XLARGE.logical_cores == 4 and TRN2_48XLARGE.logical_cores == 64
+    assert TRN2_3XLARGE.rank_hbm_bandwidth == pytest.approx(2.9e12 / 4)
+    assert TRN2_3XLARGE.rank_flops == pytest.approx(158e12)
+    assert TRN2_3XLARGE.rank_hbm_bytes == 24 * GIB
