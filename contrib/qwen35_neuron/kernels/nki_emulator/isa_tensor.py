@@ -1,0 +1,135 @@
+"""TensorE instructions: `nc_matmul` and `nc_transpose`.
+
+TensorE reads SBUF and writes PSUM. Products and accumulation are fp32. PSUM keeps a
+per-element write state so the `accumulate` rules can be checked: `None` overwrites
+elements no matmul has written yet and adds to the others; accumulating onto PSUM last
+written by a non-matmul instruction (memset, tensor_copy, ...) is undefined on trn2.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Optional
+
+import numpy as np
+
+from . import dtypes as dt
+from . import rules
+from .memory import NEVER_WRITTEN, WRITTEN_BY_MATMUL, WRITTEN_BY_OTHER
+from .operands import check_compute, engine, read2d, record, require_tile, resolve_engine
+from .tensor import NkiTensor
+
+
+class matmul_perf_mode(Enum):  # noqa: N801 - NKI spelling
+    none = "none"
+    double_row = "double_row"
+
+
+def _tiling_limits(tile_position: Any, tile_size: Any) -> tuple:
+    """(row_max, col_max) of the PE array region the matmul may use."""
+    if not tile_position and not tile_size:
+        return rules.PMAX, rules.GEMM_STATIONARY_FMAX
+    if not tile_position or not tile_size:
+        rules.fail("matmul-tiling", "nc_matmul: tile_position and tile_size must both be set")
+    (r0, c0), (rs, cs) = (int(v) for v in tile_position), (int(v) for v in tile_size)
+    for what, start, size in (("row", r0, rs), ("column", c0, cs)):
+        if size not in (32, 64, 128):
+            rules.fail("matmul-tiling", f"nc_matmul: {what} tile size {size} not in (32, 64, 128)")
+        if start % size or start + size > rules.PMAX:
+            rules.fail("matmul-tiling", f"nc_matmul: {what} start {start} must be a multiple of "
+                       f"{size} and start+size <= {rules.PMAX}")
+    return rs, cs
+
+
+def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
+              is_stationary_onezero: bool = False, is_moving_onezero: bool = False,
+              is_transpose: bool = False, accumulate: Optional[bool] = None,
+              tile_position: Any = (), tile_size: Any = (),
+              perf_mode: Any = matmul_perf_mode.none, name: Optional[str] = None) -> None:
+    """dst[M, N] (+)= stationary[K, M].T @ moving[K, N] on TensorE, fp32 accumulation."""
+    instr = "nc_matmul"
+    for n, t in (("dst", dst), ("stationary", stationary), ("moving", moving)):
+        require_tile(instr, n, t)
+    check_compute(instr, dst=dst, stationary=stationary, moving=moving)
+    rules.check_buffer(stationary, ["sbuf"], instr, "stationary")
+    rules.check_buffer(moving, ["sbuf"], instr, "moving")
+    rules.check_buffer(dst, ["psum"], instr, "dst")
+    if perf_mode not in (None, matmul_perf_mode.none):
+        rules.fail("not-emulated", "nc_matmul: perf_mode=double_row (FP8) is not emulated")
+    k, m = stationary.partitions, stationary.free_size
+    k2, n = moving.partitions, moving.free_size
+    row_max, col_max = _tiling_limits(tile_position, tile_size)
+    rules.check_matmul_dims(k, k2, m, n, row_max, col_max)
+    if dst.partitions != m or dst.free_size != n:
+        rules.fail("matmul-dst-shape", f"nc_matmul: dst {dst.shape} must be [M={m}, N={n}] "
+                   f"(stationary {stationary.shape}, moving {moving.shape})")
+    fp32_s, fp32_m = dt.is_fp32_class(stationary.dtype), dt.is_fp32_class(moving.dtype)
+    if fp32_s != fp32_m:
+        rules.fail("matmul-dtype", f"nc_matmul: stationary {dt.short_name(stationary.dtype)} with "
+                   f"moving {dt.short_name(moving.dtype)}; fp32/tf32 must pair with fp32/tf32")
+    for nm, t in (("stationary", stationary), ("moving", moving)):
+        if not dt.is_float(t.dtype):
+            rules.fail("matmul-dtype", f"nc_matmul: {nm} dtype {dt.short_name(t.dtype)} is not a "
+                       "TensorE input type (fp8/bf16/fp16/tf32/fp32)")
+    if is_transpose:
+        if dst.dtype != stationary.dtype:
+            rules.fail("matmul-dtype", "nc_matmul(is_transpose=True): dst dtype must equal the "
+                       "stationary dtype")
+    elif dst.dtype != dt.float32:
+        rules.fail("matmul-dtype", f"nc_matmul: dst dtype {dt.short_name(dst.dtype)} must be "
+                   "float32 (PSUM output of TensorE on trn2)")
+    s = read2d(stationary, instr)
+    mv = read2d(moving, instr)
+    with np.errstate(all="ignore"):
+        prod = s.T.astype(np.float32) @ mv.astype(np.float32)
+    _write_psum(dst, prod, accumulate, instr)
+    record("Tensor", "nc_matmul", dst, [stationary, moving], free_elems=n,
+           fp32_matmul=fp32_s, onezero=bool(fp32_s and (is_stationary_onezero or is_moving_onezero)),
+           flops=2 * k * m * n)
+
+
+def _write_psum(dst: NkiTensor, prod: np.ndarray, accumulate: Optional[bool], instr: str) -> None:
+    """Overwrite or accumulate into PSUM, following the trn2 accumulate rules."""
+    dst._alloc.touch(instr)
+    state = dst._state
+    shape2 = (dst.partitions, dst.free_size)
+    if accumulate is False or state is None:
+        dst._write(prod, instr, writer=WRITTEN_BY_MATMUL)
+        return
+    st = np.asarray(state).reshape(shape2)
+    if np.any(st == WRITTEN_BY_OTHER):
+        rules.fail("matmul-accumulate", f"{instr}: accumulating into PSUM last written by a "
+                   "non-matmul instruction (memset/tensor_copy/...) is undefined on trn2; start "
+                   "with accumulate=False")
+    if accumulate is True and np.any(st == NEVER_WRITTEN):
+        rules.fail("matmul-accumulate", f"{instr}: accumulate=True into PSUM that no matmul has "
+                   "written is undefined; the first matmul must overwrite (accumulate=False)")
+    old = np.asarray(dst._view, dtype=np.float32).reshape(shape2)
+    with np.errstate(all="ignore"):
+        new = np.where(st == WRITTEN_BY_MATMUL, old + prod, prod)
+    dst._write(new, instr, writer=WRITTEN_BY_MATMUL)
+
+
+def nc_transpose(dst: NkiTensor, data: NkiTensor, engine: Any = engine.unknown,
+                 name: Optional[str] = None) -> None:
+    """Swap the partition dim with the (flattened) free dims, on TensorE or VectorE."""
+    instr = "nc_transpose"
+    require_tile(instr, "dst", dst)
+    require_tile(instr, "data", data)
+    check_compute(instr, dst=dst, data=data)
+    default = ("Tensor" if data.buffer.value == "sbuf" and dst.buffer.value == "psum" else "Vector")
+    eng = resolve_engine(instr, engine, default, ("Tensor", "Vector"))
+    p, f = data.partitions, data.free_size
+    rules.check_transpose_size(eng, p, f)
+    if eng == "Tensor":
+        rules.check_buffer(data, ["sbuf"], instr, "data (TensorE)")
+        rules.check_buffer(dst, ["psum"], instr, "dst (TensorE)")
+    rules.check_dtype_equal(instr, "dst", dt.short_name(dst.dtype), "data", dt.short_name(data.dtype))
+    if dst.partitions != f or dst.free_size != p:
+        rules.fail("transpose-shape", f"{instr}: dst {dst.shape} must be [{f}, {p}] for data {data.shape}")
+    values = np.asarray(data._read(instr)).reshape(p, f).T.copy()  # bit-exact on trn2
+    dst._write(values, instr, writer=WRITTEN_BY_MATMUL if eng == "Tensor" else WRITTEN_BY_OTHER)
+    if eng == "Tensor":
+        record("Tensor", "nc_transpose", dst, [data], free_elems=p,
+               fp32_matmul=dt.is_fp32_class(data.dtype), flops=2 * p * f * p)
+    else:
+        record("Vector", "nc_transpose", dst, [data], free_elems=f)

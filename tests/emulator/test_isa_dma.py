@@ -1,0 +1,63 @@
+"""DMA copy/transpose: data, casts, byte counts and the placement rules."""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from emu_helpers import last_record, tile, val
+from qwen35_neuron.kernels.nki_emulator import NkiRuleError, isa as nisa, language as nl
+
+
+def test_dma_copy_hbm_to_sbuf_with_cast_and_reshape(rng, program):
+    x = rng.standard_normal((2, 64, 8)).astype(np.float32)
+    hbm = tile(x, buffer=nl.shared_hbm)
+    sb = nl.ndarray((128, 8), nl.bfloat16)
+    nisa.dma_copy(sb, hbm)
+    want = x.reshape(128, 8).astype(ml_dtypes.bfloat16)
+    assert np.array_equal(sb.numpy().view(np.uint16), want.view(np.uint16))
+    rec = last_record(program)
+    assert (rec.engine, rec.bytes, rec.hbm_bytes, rec.descriptors) == ("DMA", 4096, 4096, 1)
+
+
+def test_dma_copy_strided_counts_descriptors(program):
+    hbm = tile(np.arange(64.0).reshape(8, 8), buffer=nl.shared_hbm)
+    sb = nl.ndarray((8, 2), nl.float32)
+    nisa.dma_copy(sb, hbm[:, 2:4])
+    np.testing.assert_array_equal(val(sb), np.arange(64.0).reshape(8, 8)[:, 2:4])
+    assert last_record(program).descriptors == 8
+
+
+def test_dma_rules():
+    sb = nl.ndarray((4, 4), nl.float32)
+    with pytest.raises(NkiRuleError, match="DMA cannot read PSUM"):
+        nisa.dma_copy(sb, tile(np.ones((4, 4)), buffer=nl.psum))
+    with pytest.raises(NkiRuleError, match="DMA cannot write PSUM"):
+        nisa.dma_copy(nl.ndarray((4, 4), nl.float32, buffer=nl.psum), tile(np.ones((4, 4))))
+    with pytest.raises(NkiRuleError, match="element-count"):
+        nisa.dma_copy(sb, tile(np.ones((4, 5)), buffer=nl.shared_hbm))
+    with pytest.raises(NkiRuleError, match="hwdge"):
+        nisa.dma_copy(sb, tile(np.ones((4, 4)), nl.bfloat16, buffer=nl.shared_hbm),
+                      dge_mode=nisa.dge_mode.hwdge)
+
+
+def test_dma_copy_hbm_to_hbm_and_sbuf_to_sbuf():
+    src = tile(np.arange(6.0).reshape(2, 3), buffer=nl.shared_hbm)
+    dst = nl.ndarray((3, 2), nl.float32, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst, src)
+    np.testing.assert_array_equal(val(dst), np.arange(6.0).reshape(3, 2))
+    a, b = tile(np.ones((2, 3))), nl.ndarray((2, 3), nl.float32)
+    nisa.dma_copy(b, a)
+    np.testing.assert_array_equal(val(b), np.ones((2, 3)))
+
+
+def test_dma_transpose(rng, program):
+    x = rng.standard_normal((16, 48)).astype(np.float32)
+    dst = nl.ndarray((48, 16), nl.float32)
+    nisa.dma_transpose(dst, tile(x, buffer=nl.shared_hbm))
+    np.testing.assert_array_equal(val(dst), x.T)
+    assert last_record(program).dma_efficiency == 0.9
+    with pytest.raises(NkiRuleError, match="dma-transpose"):
+        nisa.dma_transpose(nl.ndarray((16, 48), nl.float32), tile(x))
+    with pytest.raises(NkiRuleError, match="dtype"):
+        nisa.dma_transpose(nl.ndarray((48, 16), nl.bfloat16), tile(x))
