@@ -54,3 +54,24 @@ def test_unshardable_tp_degree_names_the_dimension():
     text = parse_model_config(tiny_config_dict()).text
     with pytest.raises(UnsupportedConfigError, match="num_key_value_heads .2. and tp_degree 3"):
         check_tp_supported(text, 3)
+
+
+def test_conversion_cut_contiguously_gives_each_ranks_shard(tiny_dir):
+    """NxD cuts converted tensors into R contiguous pieces: each piece must be our rank shard."""
+    from qwen35_neuron.checkpoint import load_text_state_dict
+    from qwen35_neuron.parallel.conversion import convert_text_state_dict, partition_dim, rank_slice
+    from qwen35_neuron.parallel.sharding import shard_text_tensor
+
+    text = parse_model_config(tiny_config_dict()).text
+    state = load_text_state_dict(tiny_dir)
+    converted = dict(convert_text_state_dict(state, text, 4))
+    assert converted.keys() == state.keys()
+    for name, tensor in converted.items():
+        dim = partition_dim(name)
+        if dim is None:
+            assert tensor is state[name]
+            continue
+        for rank in range(4):
+            piece = tensor.chunk(4, dim=dim)[rank]
+            assert torch.equal(piece, shard_text_tensor(name, state[name], text, 4, rank)), name
+            assert torch.equal(rank_slice(name, tensor, 4, rank), piece)

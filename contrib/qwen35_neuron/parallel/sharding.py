@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -82,40 +83,70 @@ def _experts_gate_up(t: torch.Tensor, tp_degree: int, rank: int) -> torch.Tensor
     return torch.cat([_even(gate, tp_degree, rank, 1), _even(up, tp_degree, rank, 1)], dim=1)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """How rank r cuts one tensor kind: along ``dim``, by ``cut(tensor, text, tp, rank)``."""
+
+    dim: int
+    cut: Callable[[torch.Tensor, TextConfig, int, int], torch.Tensor]
+
+
+def _by_heads(count: Callable[[TextConfig], int], head_dim: Callable[[TextConfig], int], what: str,
+              dim: int = 0) -> _Split:
+    def cut(t: torch.Tensor, text: TextConfig, tp: int, rank: int) -> torch.Tensor:
+        return _heads(t, head_shard(count(text), tp, rank, what), head_dim(text), dim)
+    return _Split(dim, cut)
+
+
+def _evenly(dim: int) -> _Split:
+    return _Split(dim, lambda t, text, tp, rank: _even(t, tp, rank, dim))
+
+
+def _value_heads(head_dim: Callable[[TextConfig], int], dim: int = 0) -> _Split:
+    return _by_heads(lambda c: c.linear_num_value_heads, head_dim, "linear_num_value_heads", dim)
+
+
+_KV_HEADS = _by_heads(lambda c: c.num_key_value_heads, lambda c: c.head_dim, "num_key_value_heads")
+_PER_HEAD_SCALAR = _value_heads(lambda c: 1)  # b, a, dt_bias, A_log: one value per head
+_PER_HEAD_VECTOR = lambda dim=0: _value_heads(lambda c: c.linear_value_head_dim, dim)  # noqa: E731
+
+# canonical per-layer (or top-level) name -> its TP split; every other tensor is replicated
+SPLITS: dict[str, _Split] = {
+    "linear_attn.in_proj_qkv.weight": _Split(0, _deltanet_sections),
+    "linear_attn.conv1d.weight": _Split(0, _deltanet_sections),
+    "linear_attn.in_proj_z.weight": _PER_HEAD_VECTOR(),
+    "linear_attn.in_proj_b.weight": _PER_HEAD_SCALAR,
+    "linear_attn.in_proj_a.weight": _PER_HEAD_SCALAR,
+    "linear_attn.dt_bias": _PER_HEAD_SCALAR,
+    "linear_attn.A_log": _PER_HEAD_SCALAR,
+    "linear_attn.out_proj.weight": _PER_HEAD_VECTOR(dim=1),
+    "self_attn.q_proj.weight": _evenly(0),
+    "self_attn.k_proj.weight": _KV_HEADS,
+    "self_attn.v_proj.weight": _KV_HEADS,
+    "self_attn.o_proj.weight": _evenly(1),
+    "mlp.experts.gate_up_proj": _Split(1, lambda t, text, tp, rank: _experts_gate_up(t, tp, rank)),
+    "mlp.experts.down_proj": _evenly(2),
+    "mlp.shared_expert.gate_proj.weight": _evenly(0),
+    "mlp.shared_expert.up_proj.weight": _evenly(0),
+    "mlp.shared_expert.down_proj.weight": _evenly(1),
+    "lm_head.weight": _evenly(0),
+}
 _LAYER_KEY = re.compile(r"^layers\.\d+\.(.+)$")
+
+
+def split_of(name: str) -> _Split | None:
+    """The TP split of canonical tensor ``name``; None when every rank holds all of it."""
+    match = _LAYER_KEY.match(name)
+    return SPLITS.get(match.group(1) if match else name)
 
 
 def shard_text_tensor(name: str, tensor: torch.Tensor, text: TextConfig, tp_degree: int,
                       rank: int) -> torch.Tensor:
     """Rank ``rank``'s slice of canonical tensor ``name`` (a copy-free view where possible)."""
-    if tp_degree == 1:
+    split = split_of(name)
+    if split is None or tp_degree == 1:
         return tensor
-    match = _LAYER_KEY.match(name)
-    local = match.group(1) if match else name
-    value_heads = head_shard(text.linear_num_value_heads, tp_degree, rank, "linear_num_value_heads")
-    kv_heads = head_shard(text.num_key_value_heads, tp_degree, rank, "num_key_value_heads")
-    rules = {
-        "linear_attn.in_proj_qkv.weight": lambda t: _deltanet_sections(t, text, tp_degree, rank),
-        "linear_attn.conv1d.weight": lambda t: _deltanet_sections(t, text, tp_degree, rank),
-        "linear_attn.in_proj_z.weight": lambda t: _heads(t, value_heads, text.linear_value_head_dim),
-        "linear_attn.in_proj_b.weight": lambda t: _heads(t, value_heads, 1),
-        "linear_attn.in_proj_a.weight": lambda t: _heads(t, value_heads, 1),
-        "linear_attn.dt_bias": lambda t: _heads(t, value_heads, 1),
-        "linear_attn.A_log": lambda t: _heads(t, value_heads, 1),
-        "linear_attn.out_proj.weight": lambda t: _heads(t, value_heads, text.linear_value_head_dim, dim=1),
-        "self_attn.q_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
-        "self_attn.k_proj.weight": lambda t: _heads(t, kv_heads, text.head_dim),
-        "self_attn.v_proj.weight": lambda t: _heads(t, kv_heads, text.head_dim),
-        "self_attn.o_proj.weight": lambda t: _even(t, tp_degree, rank, 1),
-        "mlp.experts.gate_up_proj": lambda t: _experts_gate_up(t, tp_degree, rank),
-        "mlp.experts.down_proj": lambda t: _even(t, tp_degree, rank, 2),
-        "mlp.shared_expert.gate_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
-        "mlp.shared_expert.up_proj.weight": lambda t: _even(t, tp_degree, rank, 0),
-        "mlp.shared_expert.down_proj.weight": lambda t: _even(t, tp_degree, rank, 1),
-        "lm_head.weight": lambda t: _even(t, tp_degree, rank, 0),
-    }
-    rule = rules.get(local)
-    return rule(tensor) if rule is not None else tensor  # everything else is replicated
+    return split.cut(tensor, text, tp_degree, rank)
 
 
 def shard_text_state_dict(state: dict[str, torch.Tensor], text: TextConfig, tp_degree: int,

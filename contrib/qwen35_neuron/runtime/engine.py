@@ -18,7 +18,8 @@ from ..model.ops import TORCH_OPS, ModelOps
 from ..model.state import state_specs, zero_states
 from ..model.text_model import Qwen35TextModel
 from ..parallel import DenseProvider, simulated_tp_group
-from ..parallel.sharding import check_tp_supported, shard_text_state_dict
+from ..parallel.conversion import convert_text_state_dict, rank_slice
+from ..parallel.sharding import check_tp_supported
 
 
 def ops_for_backend(backend: Backend) -> ModelOps:
@@ -32,7 +33,8 @@ def ops_for_backend(backend: Backend) -> ModelOps:
 def build_rank_models(text: TextConfig, run: RunConfig,
                       state_dict: dict[str, torch.Tensor]) -> tuple[list[Qwen35TextModel], object | None]:
     """Rank models of ``run.backend`` with weights from a full canonical state dict, and the
-    collective group joining them (None for one rank)."""
+    collective group joining them (None for one rank). Ranks are cut from the HF -> Neuron
+    conversion's output exactly as NxD cuts it, so simulated TP proves the conversion."""
     if run.backend == Backend.NXD:
         raise UnsupportedConfigError("backend 'nxd' runs on Trainium2: use qwen35_neuron.neuron (compile, load)")
     ops = ops_for_backend(run.backend)
@@ -41,11 +43,13 @@ def build_rank_models(text: TextConfig, run: RunConfig,
         providers = simulated_tp_group(run.tp_degree)
     else:
         providers = [DenseProvider()]
+    tp = len(providers)
+    converted = dict(convert_text_state_dict(state_dict, text, tp))  # the Neuron checkpoint layout
     models = []
     for provider in providers:
         model = Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops)
-        shard = shard_text_state_dict(state_dict, text, provider.tp_degree, provider.rank)
-        model.load_state_dict(shard, strict=True)
+        model.load_state_dict({name: rank_slice(name, t, tp, provider.rank) for name, t in converted.items()},
+                              strict=True)
         models.append(model.to(run.torch_dtype).eval())
     return models, getattr(providers[0], "group", None)
 
