@@ -26,7 +26,7 @@ def test_demo_passes(capsys):
     code, out, _ = _run(capsys, "demo")
     assert code == 0
     assert "RESULT: tokens match" in out
-    assert out.count("match: True") == 2
+    assert out.count("match: True") == 4 and "match: False" not in out  # 2 text rows, 2 image rows
 
 
 def test_generate_json_batch_matches_runtime(capsys, tiny_dir):

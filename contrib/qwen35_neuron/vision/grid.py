@@ -20,7 +20,6 @@ from ..config import VisionConfig
 from ..errors import InputError
 
 Grid = tuple[int, int, int]
-VISION_ROPE_THETA = 10000.0  # HF's default for the axial vision rotary; configs do not change it
 
 
 def as_grids(grids: Sequence[Sequence[int]] | torch.Tensor) -> list[Grid]:
@@ -58,12 +57,13 @@ def patch_coordinates(grid: Grid, merge: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def rotary_cos_sin(
-    rows: torch.Tensor, cols: torch.Tensor, head_dim: int, theta: float = VISION_ROPE_THETA
+    rows: torch.Tensor, cols: torch.Tensor, head_dim: int, theta: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """2-D rotary tables ``[N, head_dim]``: a quarter of the frequencies per axis, [h, w, h, w].
 
     The head is rotated as two halves (rotate_half), each half holding the row angles then the
-    column angles, so row and column positions each turn half of every pair.
+    column angles, so row and column positions each turn half of every pair. ``theta`` is the
+    vision config's ``rope_parameters.rope_theta`` (:attr:`VisionConfig.rope_theta`).
     """
     quarter = head_dim // 2
     inv_freq = 1.0 / (theta ** (torch.arange(0, quarter, 2, dtype=torch.float32) / quarter))
@@ -105,5 +105,5 @@ def image_geometry(grid: Grid, config: VisionConfig) -> dict[str, torch.Tensor]:
     check_grid(grid, merge)
     rows, cols = patch_coordinates(grid, merge)
     pos_index, pos_weight = position_embedding_taps(rows, cols, grid, config.num_position_embeddings)
-    cos, sin = rotary_cos_sin(rows, cols, config.hidden_size // config.num_heads)
+    cos, sin = rotary_cos_sin(rows, cols, config.hidden_size // config.num_heads, config.rope_theta)
     return {"pos_index": pos_index, "pos_weight": pos_weight, "cos": cos, "sin": sin}

@@ -1,0 +1,47 @@
+"""Vision-language orchestration on the CPU runtime: prompts with images in, tokens out.
+
+Host side: :mod:`placeholders` (one placeholder per image, expanded to its token count),
+:mod:`request` (check and lay out a batch), :mod:`scatter` (host-built indices, static-shape
+merge of image embeddings), :mod:`processor_file` (write a preprocessor_config.json). Injection point for a backend's vision tower: :mod:`vision_runner`.
+Driver: :mod:`orchestrator` (:class:`VisionLanguageSession`, :func:`generate_vl`).
+"""
+
+from .orchestrator import VisionLanguageSession, generate_vl, load_vl_session
+from .placeholders import (
+    IMAGE_PAD_TEXT,
+    assign_images_in_order,
+    check_image_count,
+    count_placeholders,
+    encode_with_placeholders,
+    expand_placeholders,
+)
+from .processor_file import processor_for_vision, write_preprocessor_config
+from .request import PreparedBatch, VLRequest, prepare_batch
+from .scatter import ScatterPlan, build_scatter_plan, merge_image_embeddings, table_offsets
+from .vision_runner import VisionRunner, load_vision_tower, per_bucket_runner, run_packs, tower_runner
+
+__all__ = [
+    "IMAGE_PAD_TEXT",
+    "PreparedBatch",
+    "ScatterPlan",
+    "VLRequest",
+    "VisionLanguageSession",
+    "VisionRunner",
+    "assign_images_in_order",
+    "build_scatter_plan",
+    "check_image_count",
+    "count_placeholders",
+    "encode_with_placeholders",
+    "expand_placeholders",
+    "generate_vl",
+    "load_vision_tower",
+    "load_vl_session",
+    "merge_image_embeddings",
+    "per_bucket_runner",
+    "prepare_batch",
+    "processor_for_vision",
+    "run_packs",
+    "table_offsets",
+    "tower_runner",
+    "write_preprocessor_config",
+]

@@ -1,0 +1,144 @@
+"""The vision-language orchestrator: images + prompts in, tokens out, on the text session's rows.
+
+Per CTE call: :func:`~qwen35_neuron.vl.request.prepare_batch` checks and lays out the batch on
+the host; the vision runner encodes each patch bucket; the image embeddings replace the text
+embeddings at the image tokens; :meth:`GenerationSession.prefill` runs CTE with the mRoPE ids and
+records each row's rope delta, which TKG adds to the cache position. Every row is its own request:
+prefill resets the rows it writes (delta included), so a text prompt after an image prompt starts
+from plain text positions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..config import ModelConfig, RunConfig
+from ..errors import InputError
+from ..runtime.engine import TextEngine
+from ..runtime.loading import load_engine
+from ..runtime.sampling import SamplingParams
+from ..runtime.session import GenerationResult, GenerationSession, RowState
+from ..vision.preprocess import ImageProcessorConfig, load_image_processor_config
+from .request import PreparedBatch, VLRequest, prepare_batch
+from .scatter import merge_image_embeddings
+from .vision_runner import VisionRunner, load_vision_tower, run_packs, tower_runner
+
+EmbedFn = Callable[[torch.Tensor], torch.Tensor]  # token ids [B, S] -> embeddings [B, S, H]
+
+
+class VisionLanguageSession:
+    """Requests with images on a :class:`TextEngine`'s rows (CTE with images, then plain TKG).
+
+    ``runner`` encodes one patch bucket (the CPU tower, or a Neuron-compiled one per bucket);
+    ``embed`` looks up token embeddings (default: the engine's replicated embedding table).
+    """
+
+    def __init__(self, config: ModelConfig, engine: TextEngine, runner: VisionRunner,
+                 processor: ImageProcessorConfig, sampling: SamplingParams | None = None,
+                 embed: EmbedFn | None = None) -> None:
+        self.config, self.engine, self.runner, self.processor = config, engine, runner, processor
+        self.sampling = sampling
+        self.embed = embed if embed is not None else engine.models[0].embed_tokens
+        self.session = GenerationSession(engine, sampling)
+
+    @property
+    def rows(self) -> list[RowState]:
+        return self.session.rows
+
+    @property
+    def last_logits(self) -> torch.Tensor | None:
+        return self.session.last_logits
+
+    def reset(self) -> None:
+        """Zero every row's state and forget every request."""
+        self.engine.reset()
+        self.session = GenerationSession(self.engine, self.sampling)
+
+    def prepare(self, requests: Sequence[VLRequest], max_new_tokens: int = 0) -> PreparedBatch:
+        """Check and lay out ``requests`` without touching any state (raises InputError)."""
+        return prepare_batch(requests, self.config, self.engine.run, self.processor,
+                             self.session.validate_prompt, max_new_tokens, dtype=self.engine.run.torch_dtype)
+
+    @torch.no_grad()
+    def embed_batch(self, batch: PreparedBatch) -> torch.Tensor:
+        """[B, bucket, H] CTE input: text embeddings with the image embeddings scattered in."""
+        vision = self.config.vision
+        table = run_packs(self.runner, batch.packs, vision.spatial_merge_size, vision.out_hidden_size)
+        text = self.embed(batch.padded_input_ids())
+        return merge_image_embeddings(text, table, batch.plan.source_index, batch.plan.is_image)
+
+    def prefill(self, requests: Sequence[VLRequest], rows: Sequence[int] | None = None, *,
+                max_new_tokens: int = 0) -> list[int]:
+        """Start one request per entry of ``requests`` in ``rows`` (default 0..n-1); first token per row."""
+        rows = list(range(len(requests))) if rows is None else list(rows)
+        self._check_rows(rows, len(requests))
+        return self.prefill_prepared(self.prepare(requests, max_new_tokens), rows, max_new_tokens=max_new_tokens)
+
+    def prefill_prepared(self, batch: PreparedBatch, rows: Sequence[int] | None = None, *,
+                         max_new_tokens: int = 0) -> list[int]:
+        """:meth:`prefill` for a batch already checked by :meth:`prepare` (with the same max_new_tokens)."""
+        rows = list(range(len(batch.prompts))) if rows is None else list(rows)
+        self._check_rows(rows, len(batch.prompts))
+        if not batch.has_images:  # plain text: the text path, bit for bit
+            return self.session.prefill(batch.prompts, rows, max_new_tokens=max_new_tokens)
+        return self.session.prefill(batch.prompts, rows, max_new_tokens=max_new_tokens,
+                                    inputs_embeds=self.embed_batch(batch),
+                                    rotary_positions=batch.rotary_positions, rope_deltas=batch.rope_deltas)
+
+    def decode(self) -> list[int | None]:
+        return self.session.decode()
+
+    def finish(self, row: int) -> None:
+        self.session.finish(row)
+
+    def _check_rows(self, rows: list[int], count: int) -> None:
+        if len(rows) != count or len(set(rows)) != count:
+            raise InputError(f"need {count} distinct rows for {count} requests, got {rows}")
+        bad = [r for r in rows if not 0 <= r < len(self.rows)]
+        if bad:
+            raise InputError(f"row {bad[0]} does not exist: the engine has batch_size {len(self.rows)}")
+
+
+def generate_vl(vl: VisionLanguageSession, requests: Sequence[VLRequest], max_new_tokens: int,
+                eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
+    """Generate for a batch of requests from a clean engine; each row stops at EOS (excluded) or
+    after ``max_new_tokens``. Returns the tokens and the logits that chose each of them."""
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if len(requests) > vl.engine.run.batch_size:
+        raise InputError(f"{len(requests)} prompts exceed the engine batch_size {vl.engine.run.batch_size}: "
+                         "raise --batch-size or send fewer prompts")
+    eos = set(vl.engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
+    batch = vl.prepare(requests, max_new_tokens)  # a bad batch is rejected before the reset below
+    vl.reset()
+    result = GenerationResult([[] for _ in requests], [[] for _ in requests])
+    tokens: list[int | None] = vl.prefill_prepared(batch, max_new_tokens=max_new_tokens)
+    while True:
+        for row, token in enumerate(tokens[: len(requests)]):
+            if token is None:
+                continue
+            result.logits[row].append(vl.last_logits[row])
+            if token in eos:
+                vl.finish(row)
+                continue
+            result.tokens[row].append(token)
+            if len(result.tokens[row]) >= max_new_tokens:
+                vl.finish(row)
+        if not any(vl.rows[row].active for row in range(len(requests))):
+            return result
+        tokens = vl.decode()
+
+
+def load_vl_session(model_dir: str | Path, run: RunConfig, *, sampling: SamplingParams | None = None,
+                    processor: ImageProcessorConfig | None = None,
+                    runner: VisionRunner | None = None) -> tuple[ModelConfig, VisionLanguageSession]:
+    """Text engine + CPU vision tower (unless ``runner`` is given) + the checkpoint's image processor."""
+    config, engine = load_engine(model_dir, run)
+    if runner is None:
+        runner = tower_runner(load_vision_tower(model_dir, config, run.torch_dtype))
+    if processor is None:
+        processor = load_image_processor_config(model_dir, config.vision)
+    return config, VisionLanguageSession(config, engine, runner, processor, sampling)
