@@ -39,7 +39,7 @@ class RunConfig:
     dtype: str = "float32"
     moe_impl: str = "eager"  # "eager": per-expert token groups (CPU speed); "static": traceable shapes
     gdr_chunk_size: int = 64
-    vision_buckets: tuple[int, ...] = (1024, 4096, 16384)  # patch counts the vision tower is built for
+    vision_buckets: tuple[int, ...] = (1024, 4096)  # patch counts the vision tower is built for (dense [N, N] attention: keep N <= 4096)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", Backend(self.backend))
