@@ -146,3 +146,12 @@ def test_capacity_and_batch_errors(tiny_dir):
         generate(engine, [[1]] * 5, 2)
     with pytest.raises(InputError, match="temperature"):
         SamplingParams(do_sample=True, temperature=0)
+
+
+def test_a_full_cache_finishes_the_row(tiny_dir):
+    engine = make_engine(tiny_dir, max_seq_len=32)
+    session = GenerationSession(engine)
+    session.prefill([[1] * 30])
+    assert session.decode()[0] is not None  # writes position 30
+    assert session.decode()[0] is not None  # writes position 31: the cache is full now
+    assert session.decode()[0] is None and not session.rows[0].active

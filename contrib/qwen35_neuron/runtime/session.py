@@ -91,8 +91,11 @@ class GenerationSession:
 
     # ------------------------------------------------------------------ TKG
     def decode(self) -> list[int | None]:
-        """One token for every active row (None for idle rows, whose state stays unchanged)."""
-        active = [r.active and r.length < self.engine.run.max_seq_len for r in self.rows]
+        """One token for every active row (None for idle rows, whose state stays unchanged).
+        A row whose cache is full stops here (its request is finished)."""
+        for row in self.rows:
+            row.active = row.active and row.length < self.engine.run.max_seq_len
+        active = [r.active for r in self.rows]
         input_ids = torch.tensor([[r.next_token if a else 0] for r, a in zip(self.rows, active)])
         cache_start = torch.tensor([r.length for r in self.rows])
         valid_len = torch.tensor([int(a) for a in active])
