@@ -14,6 +14,11 @@ quiet_transformers()
 torch.set_num_threads(1)
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--qwen35-model", default=None,
+                     help="a real Qwen3.5 MoE checkpoint directory for the trn2 (marker `neuron`) tests")
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dirs(tmp_path_factory) -> dict[str, str]:
     dirs = {}

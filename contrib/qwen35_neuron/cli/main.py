@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import Qwen35Error
-from . import demo, generate, inspect_checkpoint
+from . import demo, generate, inspect_checkpoint, roofline
 
-COMMANDS = (demo, generate, inspect_checkpoint)
+COMMANDS = (demo, generate, inspect_checkpoint, roofline)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,192 @@
+"""Trainium2 run settings of the neuron layer: TP, LNC, batch, buckets, dtype, kernels, MoE backend.
+
+Kept as plain data (no Neuron import) so the compile scripts can print their presets and the CPU
+tests can check them; :func:`neuron_config_kwargs` turns one into the keywords of NxDI's
+``MoENeuronConfig``, whose constructor ignores misspelt names with only a log line - the tests
+check every key against the pinned manifest instead.
+
+State buffers are sized by ``batch_size`` rows (every row one request, picked by ``seq_ids``) and
+``max_length`` cache slots; every compiled graph aliases the same buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UnsupportedConfigError
+
+if TYPE_CHECKING:
+    from .hf_config import TextConfig
+
+MOE_BACKENDS = ("ours", "nxd")  # ours: SparseMoe (static form); nxd: NxD RouterTopK + ExpertMLPsV2
+DELTANET_KERNELS = ("ours", "nkilib", "torch")  # NKI kernels of qwen35_neuron.kernels / nki-library / twins
+ATTENTION_KERNELS = ("ours", "torch")
+DTYPES = ("bfloat16", "float32")
+NKILIB_GDN_CHUNK = 64  # nki-library's gdn_cte needs context lengths that are multiples of its chunk
+
+
+@dataclass(frozen=True)
+class NeuronSettings:
+    """How one checkpoint is compiled for Trainium2. Defaults: trn2.3xlarge, 35B-A3B, batch 1."""
+
+    tp_degree: int = 4
+    lnc: int = 2  # logical NeuronCore config: 2 physical cores per rank on trn2
+    batch_size: int = 1  # rows of the state buffers = token-generation batch
+    ctx_batch_size: int | None = None  # rows per context-encoding call (None: batch_size)
+    context_buckets: tuple[int, ...] = (128, 512, 2048)
+    max_length: int = 4096  # cache slots per row: prompt + generated tokens
+    dtype: str = "bfloat16"
+    moe_backend: str = "ours"
+    deltanet_kernel: str = "ours"
+    attention_kernel: str = "ours"
+    gdr_chunk_size: int = 64
+    on_device_sampling: bool = False  # greedy (top_k 1) on device; off: logits come back to the host
+    output_logits: bool = False
+    save_sharded_checkpoint: bool = True  # shard once at compile time instead of at every load
+    compiler_args: str | None = None  # None: NxDI's per-graph defaults (they include --lnc)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context_buckets", tuple(sorted(int(b) for b in self.context_buckets)))
+        for value, name in ((self.tp_degree, "tp_degree"), (self.batch_size, "batch_size"),
+                            (self.max_length, "max_length")):
+            if value < 1:
+                raise UnsupportedConfigError(f"{name} must be >= 1, got {value}")
+        if self.lnc not in (1, 2):
+            raise UnsupportedConfigError(f"lnc must be 1 or 2 on trn2, got {self.lnc}")
+        ctx = self.ctx_batch_size
+        if ctx is not None and not 1 <= ctx <= self.batch_size:
+            raise UnsupportedConfigError(f"ctx_batch_size {ctx} must lie in 1..batch_size ({self.batch_size})")
+        if not self.context_buckets or self.context_buckets[0] < 2:
+            raise UnsupportedConfigError(f"context_buckets must be lengths >= 2 (a 1-token graph is token "
+                                         f"generation), got {self.context_buckets}")
+        if self.context_buckets[-1] > self.max_length:
+            raise UnsupportedConfigError(f"the largest context bucket {self.context_buckets[-1]} exceeds max_length "
+                                         f"{self.max_length}: raise max_length or drop the bucket")
+        for value, name, allowed in ((self.dtype, "dtype", DTYPES), (self.moe_backend, "moe_backend", MOE_BACKENDS),
+                                     (self.deltanet_kernel, "deltanet_kernel", DELTANET_KERNELS),
+                                     (self.attention_kernel, "attention_kernel", ATTENTION_KERNELS)):
+            if value not in allowed:
+                raise UnsupportedConfigError(f"{name} {value!r} is not one of {allowed}")
+        if self.gdr_chunk_size < 1 or self.gdr_chunk_size & (self.gdr_chunk_size - 1):
+            raise UnsupportedConfigError(f"gdr_chunk_size must be a power of two, got {self.gdr_chunk_size}")
+        if self.output_logits and not self.on_device_sampling:
+            raise UnsupportedConfigError("output_logits adds the logits beside on-device sampled tokens: it needs "
+                                         "on_device_sampling=True (without it the logits are the output already)")
+        if self.deltanet_kernel == "nkilib" and any(b % NKILIB_GDN_CHUNK for b in self.context_buckets):
+            raise UnsupportedConfigError(f"deltanet_kernel 'nkilib' needs context buckets that are multiples of "
+                                         f"{NKILIB_GDN_CHUNK}, got {self.context_buckets}")
+
+    @property
+    def context_batch(self) -> int:
+        return self.batch_size if self.ctx_batch_size is None else self.ctx_batch_size
+
+    @property
+    def max_context_length(self) -> int:
+        return self.context_buckets[-1]
+
+    def with_overrides(self, **changes: Any) -> "NeuronSettings":
+        """A copy with some fields changed (None values are ignored, so argparse defaults pass through)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
+    """Keywords for NxDI's ``MoENeuronConfig``: every name exists at the pinned release (tested).
+
+    One token-generation bucket of ``max_length``: every graph aliases the same full-length state
+    buffers, so smaller TKG buckets would save nothing in our attention (it reads the whole cache).
+    """
+    kwargs: dict[str, Any] = {
+        "tp_degree": settings.tp_degree,
+        "logical_nc_config": settings.lnc,
+        "batch_size": settings.batch_size,
+        "ctx_batch_size": settings.context_batch,
+        "tkg_batch_size": settings.batch_size,
+        "max_batch_size": settings.batch_size,
+        "kv_cache_batch_size": settings.batch_size,
+        "is_continuous_batching": True,  # rows are chosen by seq_ids in every graph
+        "seq_len": settings.max_length,
+        "max_context_length": settings.max_context_length,
+        "max_length": settings.max_length,
+        "padding_side": "right",
+        "torch_dtype": settings.dtype,
+        "cast_type": "config",  # the model instance restores fp32 for the recurrent state afterwards
+        "enable_bucketing": True,
+        "context_encoding_buckets": list(settings.context_buckets),
+        "token_generation_buckets": [settings.max_length],
+        "save_sharded_checkpoint": settings.save_sharded_checkpoint,
+        "output_logits": settings.output_logits,
+        "moe_tp_degree": settings.tp_degree,
+        "moe_ep_degree": 1,
+        "router_config": {"act_fn": "softmax", "dtype": "float32"},
+        "fused_qkv": False,
+        "sequence_parallel_enabled": False,
+        "speculation_length": 0,
+    }
+    if settings.on_device_sampling:
+        kwargs["on_device_sampling_config"] = {"do_sample": False, "top_k": 1}
+    if settings.moe_backend == "nxd":
+        kwargs["blockwise_matmul_config"] = {"block_size": 512, "logical_nc_config": settings.lnc}
+    return kwargs
+
+
+# Instance presets. 35B-A3B fits TP 4 on a trn2.3xlarge (1 chip, LNC 2: 4 ranks); the larger models
+# need a trn2.48xlarge (16 chips: 64 ranks at LNC 2). The roofline CLI says whether a preset fits.
+PRESETS: dict[str, NeuronSettings] = {
+    "trn2.3xlarge": NeuronSettings(tp_degree=4),
+    "trn2.48xlarge": NeuronSettings(tp_degree=8),
+    "trn2.48xlarge-tp16": NeuronSettings(tp_degree=16),
+    "trn2.48xlarge-tp32": NeuronSettings(tp_degree=32),
+}
+INSTANCE_OF_PRESET = {name: name.split("-")[0] for name in PRESETS}
+# The smallest preset whose per-rank HBM holds the bf16 weights (4096-slot cache, batch 1). 397B-A17B at
+# TP 32 holds them only on paper (23.4 of 24 GiB, nothing left for activations): plan fp8 experts for it.
+DEFAULT_PRESET_FOR = {"35B-A3B": "trn2.3xlarge", "122B-A10B": "trn2.48xlarge-tp16", "397B-A17B": "trn2.48xlarge-tp32"}
+
+
+def preset(name: str, **overrides: Any) -> NeuronSettings:
+    """A named preset with some fields changed."""
+    if name not in PRESETS:
+        raise UnsupportedConfigError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# the flat Hugging Face attributes NxDI's InferenceConfig carries (it is saved as JSON and reloaded)
+# ---------------------------------------------------------------------------------------------
+
+TEXT_ATTRIBUTES = (
+    "vocab_size", "hidden_size", "num_hidden_layers", "layer_types", "rms_norm_eps", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "rope_theta", "partial_rotary_factor", "mrope_section",
+    "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
+    "linear_num_value_heads", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+    "shared_expert_intermediate_size", "tie_word_embeddings", "max_position_embeddings", "pad_token_id",
+)
+
+
+def text_attributes(text: "TextConfig") -> dict[str, Any]:
+    """JSON-ready attributes of a text config, plus the names NxD's MoE helpers read
+    (num_local_experts, intermediate_size = per-expert size, n_shared_experts 0: our shared expert
+    is gated, NxD's is not)."""
+    flat = {name: getattr(text, name) for name in TEXT_ATTRIBUTES}
+    flat["layer_types"] = list(text.layer_types)
+    flat["mrope_section"] = list(text.mrope_section)
+    flat["eos_token_id"] = list(text.eos_token_ids)
+    flat.update(model_type="qwen3_5_moe_text", hidden_act="silu", num_local_experts=text.num_experts,
+                intermediate_size=text.moe_intermediate_size, n_shared_experts=0)
+    return flat
+
+
+def text_from_attributes(source: Any) -> "TextConfig":
+    """Rebuild the :class:`TextConfig` from an object (or dict) carrying :func:`text_attributes`."""
+    from .hf_config import parse_model_config
+
+    get = source.get if isinstance(source, dict) else lambda name, default=None: getattr(source, name, default)
+    raw = {name: get(name) for name in TEXT_ATTRIBUTES}
+    raw["model_type"] = "qwen3_5_moe_text"
+    raw["hidden_act"] = "silu"
+    raw["rope_parameters"] = {"rope_type": "default", "rope_theta": raw.pop("rope_theta"),
+                              "partial_rotary_factor": raw.pop("partial_rotary_factor"),
+                              "mrope_section": raw.pop("mrope_section"), "mrope_interleaved": True}
+    eos = get("eos_token_id")
+    return parse_model_config(raw, eos_token_ids=tuple(eos) if eos else None).text

@@ -1,0 +1,143 @@
+"""The ModelOps table of the Neuron graphs: our NKI kernels launched natively with ``kernel[lnc](...)``.
+
+The kernels package owns the torch-side layout of every kernel call (``qwen35_neuron.kernels.ops``:
+dtypes, int32 lengths, padding channels / head dims to the kernels' multiples of 128) behind a
+*runner*; the CPU emulator is one runner, :class:`NeuronRunner` - ``load_kernel(name)[lnc](*args)``
+on the XLA tensors of the traced graph - is the other. So the Neuron graphs run exactly the layout
+code the emulator tests cover. When the kernels package offers a ready ``neuron_ops(lnc)`` it wins.
+
+An op whose kernel cannot be had, or whose choice is ``"torch"``, runs its PyTorch twin and says
+so in one log line. ``deltanet_kernel="nkilib"`` uses nki-library's ``gdn_cte`` for prefill when
+the installed nkilib has it (read at nki-library e9ef98fc, a 2.33-era tree: not part of the pinned
+2.29 SDK, so unverified); decode then still uses ours, because nki-library's ``gdn_tkg`` takes the
+raw gate inputs and fuses the output norm, a different op boundary from ``ModelOps.gdr_decode``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import replace
+from typing import Callable
+
+import torch
+
+from ..config import TextConfig
+from ..config.neuron_settings import NeuronSettings
+from ..model.gated_delta_rule import l2_normalize
+from ..model.ops import TORCH_OPS, ModelOps
+
+logger = logging.getLogger(__name__)
+
+KERNEL_OPS = "qwen35_neuron.kernels.ops"
+NKILIB_GDN = ("nkilib.experimental.gdn", "gdn_cte")
+OPS = ("gdr_prefill", "gdr_decode", "attention", "causal_conv")
+_LAYOUTS = {"gdr_prefill": "gdr_prefill_op", "gdr_decode": "gdr_decode_op", "attention": "attention_op",
+            "causal_conv": "conv_op"}
+
+
+class NeuronRunner:
+    """Launches kernel ``name`` of the kernels package as ``kernel[lnc](*args)`` inside the traced graph."""
+
+    def __init__(self, lnc: int, load_kernel: Callable[[str], Callable]) -> None:
+        self.lnc = lnc
+        self.load_kernel = load_kernel
+
+    def __call__(self, name: str, *args):
+        return self.load_kernel(name)[self.lnc](*args)
+
+
+def _find(candidates: tuple[tuple[str, str], ...]) -> tuple[Callable | None, str]:
+    """The first importable kernel, or None and why none was."""
+    reasons = []
+    for module_name, function in candidates:
+        try:
+            return getattr(importlib.import_module(module_name), function), f"{module_name}.{function}"
+        except (ImportError, AttributeError) as err:
+            reasons.append(f"{module_name}.{function}: {err}")
+    return None, "; ".join(reasons)
+
+
+def _nkilib_prefill(kernel: Callable, lnc: int) -> Callable:
+    """gdn_cte on [B*Hv, S, D] tensors (GQA expanded, q/k unit-normalised here, zero initial state).
+
+    Exact for rows that start fresh (their input state is zero) and rows without real tokens
+    (g = 0, beta = 0: the kernel adds nothing and the old state passes through); a continuation
+    with real tokens (chunked prefill) is not supported with this kernel.
+    """
+    def op(q, k, v, g, beta, state, chunk_size):
+        batch, length, k_heads, dk = q.shape
+        heads, dv = v.shape[2], v.shape[3]
+        rep = heads // k_heads
+
+        def flat(x: torch.Tensor) -> torch.Tensor:  # [B, S, Hv, D] -> [B*Hv, S, D]
+            return x.permute(0, 2, 1, 3).reshape(batch * heads, length, x.shape[-1]).to(v.dtype)
+
+        qn = flat(l2_normalize(q.float()).repeat_interleave(rep, dim=2))
+        kn = flat(l2_normalize(k.float()).repeat_interleave(rep, dim=2))
+        gates = [x.permute(0, 2, 1).reshape(batch * heads, length).float() for x in (beta, g)]
+        out, new_state = kernel[lnc](qn, kn, flat(v), gates[0], gates[1], scale=dk ** -0.5)
+        out = out.reshape(batch, heads, length, dv).permute(0, 2, 1, 3).float()
+        return out, new_state.reshape(batch, heads, dk, dv).float() + state.float()
+    return op
+
+
+def neuron_ops(settings: NeuronSettings, text: TextConfig) -> ModelOps:
+    """The ops table of one compiled model: kernel choices, LNC and dtype from ``settings``."""
+    ready, _ = _find(((KERNEL_OPS, "neuron_ops"),))
+    if ready is not None:
+        logger.info("qwen35_neuron: kernel table from %s.neuron_ops(%d)", KERNEL_OPS, settings.lnc)
+    table = ready(settings.lnc) if ready is not None else _our_table(settings)
+    ops = {name: _resolve(name, settings, text, table) for name in OPS}
+    return replace(TORCH_OPS, name=f"neuron-lnc{settings.lnc}", **ops)
+
+
+def _real_nki() -> bool:
+    """Native launches need the real nki package (the kernels package would fall back to its CPU emulator)."""
+    from ..kernels.nki_emulator.install import real_nki_available
+
+    return real_nki_available()
+
+
+def _our_table(settings: NeuronSettings) -> dict[str, Callable | str]:
+    """Our kernels through the kernels package's layout code, or why not (a string) per op."""
+    load_kernel, why = _find(((KERNEL_OPS, "load_kernel"),))
+    if load_kernel is not None and not _real_nki():
+        load_kernel, why = None, "the nki package of the Neuron SDK is not installed"
+    if load_kernel is None:
+        return {name: why for name in OPS}
+    run = NeuronRunner(settings.lnc, load_kernel)
+    layouts = importlib.import_module(KERNEL_OPS)
+    prefill = "gdn_prefill_bf16" if settings.dtype == "bfloat16" else "gdn_prefill"
+    table: dict[str, Callable | str] = {}
+    for name, factory in _LAYOUTS.items():
+        make = getattr(layouts, factory, None)
+        if make is None:
+            table[name] = f"{KERNEL_OPS}.{factory} is missing"
+        else:
+            table[name] = make(run, prefill) if name == "gdr_prefill" else make(run)
+    return table
+
+
+def _resolve(name: str, settings: NeuronSettings, text: TextConfig, table) -> Callable:
+    twin = getattr(TORCH_OPS, name)
+    choice = settings.attention_kernel if name == "attention" else settings.deltanet_kernel
+    if choice == "torch":
+        logger.info("qwen35_neuron: %s runs the PyTorch twin (chosen in the settings)", name)
+        return twin
+    dims_ok = max(text.linear_key_head_dim, text.linear_value_head_dim) <= 128
+    if name == "gdr_prefill" and choice == "nkilib":
+        kernel, where = _find((NKILIB_GDN,))
+        if kernel is not None and dims_ok and text.linear_key_head_dim == text.linear_value_head_dim:
+            logger.info("qwen35_neuron: gdr_prefill runs nki-library's %s[%d]", where, settings.lnc)
+            return _nkilib_prefill(kernel, settings.lnc)
+        why = where if kernel is None else "it needs equal DeltaNet head dims <= 128"
+        logger.warning("qwen35_neuron: nki-library's gdn_cte cannot be used (%s); using ours", why)
+    op = table[name] if isinstance(table, dict) else getattr(table, name)
+    if name in ("gdr_prefill", "gdr_decode") and not dims_ok:
+        op = "our gated-delta-rule kernels take head dims up to 128"
+    if isinstance(op, str) or op is None:
+        logger.warning("qwen35_neuron: no NKI kernel for %s (%s): it runs the PyTorch twin on Neuron", name, op)
+        return twin
+    logger.info("qwen35_neuron: %s runs our NKI kernel at LNC %d", name, settings.lnc)
+    return op

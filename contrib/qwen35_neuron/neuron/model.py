@@ -1,0 +1,183 @@
+"""Qwen3.5 MoE as an NxDI model: our backend-neutral modules, NxD layers, a real hybrid cache.
+
+``NeuronQwen35MoeModel`` is the traced module (one graph per bucket, CTE and TKG). It holds the
+text model's modules under their canonical names, so the converted checkpoint loads by name, and
+one state buffer per :func:`~qwen35_neuron.parallel.nxd_layout.state_buffers` entry in the
+``past_key_values`` ParameterList with ``kv_mgr = None``: NxDI's model instance then aliases
+buffer i to state output i in every graph (KV only for attention layers, conv and fp32 recurrent
+state only for DeltaNet layers; no dummy KV).
+
+The traced forward takes NxDI's standard inputs and derives ours from them
+(:func:`step_from_nxdi`): the cache position of slot 0 is ``position_ids[:, 0]`` (KV write index and
+attention length come from it, never from a rotary position), the real tokens per row come from
+the attention mask. A row whose cache position is 0 starts from zero state, so a new request in
+row ``seq_ids[b]`` resets only that row. ``Qwen35MoeForCausalLM`` is what users instantiate.
+
+Not run on hardware: checked on a CPU with stand-ins for the SDK classes (tests/neuron) and
+against the pinned SDK's names with the manifest check.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from neuronx_distributed.parallel_layers.mappings import gather_from_tensor_model_parallel_region
+from neuronx_distributed_inference.models.model_base import NeuronBaseForCausalLM, NeuronBaseModel
+from neuronx_distributed_inference.models.model_wrapper import DecoderModelInstance, ModelWrapper
+from neuronx_distributed_inference.modules.generation.sampling import create_sampler
+
+from ..checkpoint.loader import iter_text_tensors
+from ..errors import Qwen35Error
+from ..model.rotary import MultimodalRotary
+from ..model.text_model import Qwen35TextModel
+from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
+from .config import Qwen35MoeInferenceConfig
+from .kernel_ops import neuron_ops
+from .provider import NxdProvider, mark_tp_parameters
+
+
+def step_from_nxdi(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cache_start [B], valid_len [B], rotary positions [3, B, S]) from NxDI's inputs.
+
+    CTE (S > 1, right padded): a row's real tokens are its attention-mask ones. TKG (S = 1): a row
+    takes part when its mask has any one (a row with an all-zero mask keeps its state). Text uses
+    the same position on the three mRoPE axes: the cache position.
+    """
+    length = input_ids.shape[1]
+    cache_start = position_ids[:, 0].to(torch.long)
+    ones = attention_mask.to(torch.long).sum(dim=1)
+    valid_len = ones if length > 1 else (ones > 0).to(torch.long)
+    slots = torch.arange(length, device=input_ids.device)
+    rotary = (cache_start[:, None] + slots)[None].expand(3, -1, -1)
+    return cache_start, valid_len, rotary
+
+
+class NeuronQwen35MoeModel(NeuronBaseModel):
+    """The traced model of one graph (CTE or TKG, one bucket)."""
+
+    def setup_attr_for_model(self, config: Qwen35MoeInferenceConfig) -> None:
+        nc = config.neuron_config
+        self.on_device_sampling = nc.on_device_sampling_config is not None
+        self.tp_degree = nc.tp_degree
+        self.hidden_size = config.hidden_size
+        self.num_attention_heads = config.num_attention_heads
+        self.num_key_value_heads = config.num_key_value_heads
+        self.max_batch_size = nc.max_batch_size
+        self.buckets = nc.buckets
+
+    def init_model(self, config: Qwen35MoeInferenceConfig) -> None:
+        text, settings = config.text(), config.settings()
+        provider = NxdProvider(settings.tp_degree, config.neuron_config.torch_dtype,
+                               gather_logits=not self.on_device_sampling)
+        core = Qwen35TextModel(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
+                               ops=neuron_ops(settings, text))
+        if settings.moe_backend == "nxd":
+            from .nxd_moe import use_nxd_moe  # lazy: NxD's MoE modules load only when chosen
+
+            use_nxd_moe(core.layers, text, config.neuron_config)
+        # the text model's modules, registered under their canonical names (checkpoint keys)
+        self.embed_tokens, self.layers = core.embed_tokens, core.layers
+        self.norm, self.lm_head = core.norm, core.lm_head
+        self.rotary = core.rotary
+        self._text_model = [core]  # a list keeps it out of the module tree: no second set of names
+        self.text = text
+        self.marked_parameters = mark_tp_parameters(self, settings.tp_degree)
+
+    def init_inference_optimization(self, config: Qwen35MoeInferenceConfig) -> None:
+        nc = config.neuron_config
+        if self.on_device_sampling:
+            self.sampler = create_sampler(nc, lm_head_tp_degree=nc.tp_degree)
+        self.kv_mgr = None  # NxDI's get() then aliases self.past_key_values, one buffer per state
+        self.state_layout = state_buffers(self.text, nc.kv_cache_batch_size, nc.max_length, nc.torch_dtype,
+                                          nc.tp_degree)
+        self.past_key_values = nn.ParameterList(
+            nn.Parameter(torch.zeros(buf.shape, dtype=buf.dtype), requires_grad=False) for buf in self.state_layout)
+
+    def restore_fp32(self) -> None:
+        """Undo the global cast of ``cast_type='config'`` where fp32 is part of the contract: the
+        recurrent state buffers (zeros, so exact) and the rotary frequencies (recomputed)."""
+        for buf, param in zip(self.state_layout, self.past_key_values):
+            if param.dtype != buf.dtype:
+                param.data = param.data.to(buf.dtype)
+        fresh = MultimodalRotary(self.text)
+        self.rotary.inv_freq = fresh.inv_freq.to(self.rotary.inv_freq.device)
+
+    def forward(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden=None,
+                adapter_ids=None):
+        """NxDI's seven standard inputs -> [tokens or logits [B, 1, V], (logits), *new state buffers]."""
+        cache_start, valid_len, rotary = step_from_nxdi(input_ids, attention_mask, position_ids)
+        logits, new_states = self._text_model[0](input_ids, rotary, cache_start, valid_len, seq_ids.to(torch.long),
+                                                 list(self.past_key_values))
+        logits = logits[:, None, :]
+        if self.on_device_sampling:
+            outputs = [self._sample_on_device(logits, sampling_params, False, input_ids.shape[1] > 1)]
+            if self.neuron_config.output_logits:
+                outputs.append(gather_from_tensor_model_parallel_region(logits))
+        else:
+            outputs = [logits]  # output_logits needs on-device sampling (NeuronSettings checks it)
+        return outputs + list(new_states)
+
+
+class Qwen35ModelInstance(DecoderModelInstance):
+    """NxDI's decoder model instance, plus the fp32 restore after its global cast."""
+
+    def load_module(self) -> None:
+        super().load_module()
+        self.module.restore_fp32()
+
+
+class Qwen35ModelWrapper(ModelWrapper):
+    def get_model_instance(self) -> Qwen35ModelInstance:
+        return Qwen35ModelInstance(model_cls=self.model_cls, config=self.config, **self.model_init_kwargs)
+
+
+class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
+    """Compile-then-load application: ``Qwen35MoeForCausalLM(model_dir, config).compile(out)``, then
+    ``Qwen35MoeForCausalLM(out).load(out)``; generate through NxDI's HuggingFaceGenerationAdapter or
+    :func:`qwen35_neuron.neuron.generation.generate`."""
+
+    _model_cls = NeuronQwen35MoeModel
+
+    @classmethod
+    def get_config_cls(cls):
+        return Qwen35MoeInferenceConfig
+
+    def get_model_wrapper_cls(self):
+        return Qwen35ModelWrapper
+
+    def get_compiler_args(self):
+        """None keeps NxDI's per-graph defaults (they carry --lnc); custom args get --lnc added."""
+        args = self.config.settings().compiler_args
+        if args is None:
+            return None
+        return args if "--lnc" in args else f"{args} --lnc={self.neuron_config.logical_nc_config}"
+
+    @classmethod
+    def get_state_dict(cls, model_name_or_path, config):
+        """Stream the safetensors (tensor gate first) through the pure conversion, one tensor at a time;
+        NxDI's default would read every tensor of the checkpoint before converting."""
+        model_dir = getattr(config, "_name_or_path", None) or model_name_or_path
+        if not os.path.isdir(model_dir):
+            raise Qwen35Error(f"{model_dir} is not a checkpoint directory: pass the Hugging Face model directory")
+        text, settings = config.text(), config.settings()
+        tensors = iter_text_tensors(model_dir, text, dtype=config.neuron_config.torch_dtype)
+        return tie_lm_head(dict(neuron_checkpoint(tensors, text, settings.tp_degree, settings.moe_backend)))
+
+    @staticmethod
+    def convert_hf_to_neuron_state_dict(state_dict, config):
+        """Canonical text tensors (fused experts) -> the checkpoint NxD shards."""
+        settings = config.settings()
+        return dict(neuron_checkpoint(state_dict, config.text(), settings.tp_degree, settings.moe_backend))
+
+    @staticmethod
+    def update_state_dict_for_tied_weights(state_dict):
+        tie_lm_head(state_dict)
+
+    @staticmethod
+    def load_hf_model(model_path):
+        raise Qwen35Error("Qwen35MoeForCausalLM never builds the Hugging Face model: weights stream from "
+                          f"{model_path}/*.safetensors through get_state_dict")

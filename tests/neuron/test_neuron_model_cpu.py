@@ -1,0 +1,255 @@
+"""The neuron layer's model, config and generation loop on a CPU, with SDK stand-ins (fake_sdk).
+
+These run our traced forward exactly as NxDI would call it (nxdi_driver) and compare with the CPU
+runtime; they cannot show compilation or real collectives (TP > 1 is checked by shapes only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+
+from nxdi_driver import TINY, NxdiDriver, build
+from qwen35_neuron.checkpoint import expected_text_shapes, load_text_state_dict
+from qwen35_neuron.config.neuron_settings import NeuronSettings, preset
+from qwen35_neuron.model.ops import TORCH_OPS
+from qwen35_neuron.model.rotary import MultimodalRotary
+from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint, state_buffers
+from qwen35_neuron.runtime.session import generate
+from tiny_models import PROMPTS, make_engine
+
+def test_config_reloads_from_neuron_config_json(fake_sdk_modules, tiny_dir, tmp_path):
+    import qwen35_neuron.neuron as neuron
+
+    settings = NeuronSettings(**TINY)
+    config = neuron.inference_config(tiny_dir, settings)
+    config.save(tmp_path)
+    again = neuron.Qwen35MoeInferenceConfig.load(tmp_path)
+    assert type(again.neuron_config).__name__ == "MoENeuronConfig"
+    assert again.text() == config.text() and again.settings() == settings
+    assert again._name_or_path == config._name_or_path and again.num_local_experts == 8
+
+
+def test_foreign_load_hook_is_replaced_by_our_parser(fake_sdk_modules, tiny_dir):
+    """vLLM-Neuron passes NxDI's load_pretrained_config(path); AutoConfig of transformers 4.57 cannot read it."""
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.config.neuron_settings import neuron_config_kwargs
+
+    def load_pretrained_config(model_path_or_name=tiny_dir):
+        def load_config(config):
+            raise RuntimeError(f"AutoConfig does not recognise qwen3_5_moe in {model_path_or_name}")
+        return load_config
+
+    nc = fake_sdk_modules.MoENeuronConfig(**neuron_config_kwargs(NeuronSettings(**TINY)))
+    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config())
+    assert config.hidden_size == 64 and config.settings().tp_degree == 1
+
+
+def test_state_buffers_are_aliased_in_order(fake_sdk_modules, tiny_dir):
+    import qwen35_neuron.neuron as neuron
+
+    config, module, aliases = build(neuron, tiny_dir)
+    layout = state_buffers(config.text(), 4, 64, torch.float32, 1)
+    assert [aliases[p] for p in module.past_key_values] == list(range(1, 1 + len(layout)))
+    assert [(tuple(p.shape), p.dtype) for p in module.past_key_values] == [(b.shape, b.dtype) for b in layout]
+    assert module.kv_mgr is None and len(module.past_key_values) == 8
+
+
+@pytest.mark.parametrize("name", ["default", "head_dim_256"])
+def test_tokens_equal_the_cpu_runtime(fake_sdk_modules, checkpoint_dirs, name):
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    _, module, _ = build(neuron, checkpoint_dirs[name])
+    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
+    prompts = [list(p) for p in PROMPTS]
+    ours = generate_direct(driver, prompts, 8)
+    reference = generate(make_engine(checkpoint_dirs[name]), prompts, 8, eos_token_ids=())
+    assert ours.tokens == reference.tokens
+    assert driver.calls == ["cte16"] + ["tkg"] * 7  # one CTE, then state carried through TKG
+    assert len(ours.step_s) == 7
+
+
+def test_rows_reset_and_stay_isolated(fake_sdk_modules, tiny_dir):
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    _, module, _ = build(neuron, tiny_dir)
+    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
+    generate_direct(driver, [[9, 8, 7, 6, 5, 4, 3, 2, 1]] * 4, 5)  # fill all four rows
+    row3 = [p.data[3].clone() for p in module.past_key_values]
+    prompts = [list(p) for p in PROMPTS]
+    eos = (170,)  # the second prompt emits 170 as its third token: that row idles from then on
+    ours = generate_direct(driver, prompts, 6, eos_token_ids=eos)
+    reference = generate(make_engine(tiny_dir), prompts, 6, eos_token_ids=eos)
+    assert ours.tokens == reference.tokens and len(ours.tokens[1]) == 2
+    assert all(torch.equal(p.data[3], old) for p, old in zip(module.past_key_values, row3))
+
+
+def test_bf16_keeps_the_fp32_contract(fake_sdk_modules, tiny_dir):
+    import qwen35_neuron.neuron as neuron
+
+    config, module, _ = build(neuron, tiny_dir, dtype="bfloat16")
+    kinds = [b.kind for b in module.state_layout]
+    dtypes = [p.dtype for p in module.past_key_values]
+    assert all(d == (torch.float32 if k == "recurrent_state" else torch.bfloat16) for k, d in zip(kinds, dtypes))
+    assert module.rotary.inv_freq.dtype == torch.float32
+    assert torch.equal(module.rotary.inv_freq, MultimodalRotary(config.text()).inv_freq)
+    assert module.layers[0].linear_attn.in_proj_qkv.weight.dtype == torch.bfloat16
+
+
+def test_state_dict_streams_the_same_conversion(fake_sdk_modules, tiny_dir):
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
+
+    config = neuron.inference_config(tiny_dir, NeuronSettings(**TINY))
+    streamed = Qwen35MoeForCausalLM.get_state_dict(tiny_dir, config)
+    converted = Qwen35MoeForCausalLM.convert_hf_to_neuron_state_dict(load_text_state_dict(tiny_dir), config)
+    assert streamed.keys() == converted.keys()
+    assert all(torch.equal(streamed[k], converted[k]) for k in streamed)
+
+
+@pytest.mark.parametrize("model, tp", [("35B", 4), ("35B", 8), ("122B", 16), ("397B", 32)])
+def test_model_matches_its_checkpoint_at_tp(fake_sdk_modules, tmp_path, model, tp):
+    """Every parameter of the traced model is in the converted checkpoint and NxD's contiguous cut of it
+    (along the marked partition dim) has the parameter's shape; split plain parameters sit in modules
+    NxD's sharder visits. Built from config.json alone, on the meta device."""
+    import json
+
+    import qwen35_configs
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.model import NeuronQwen35MoeModel
+
+    fake_sdk_modules.TP[0] = tp
+    raw = {"35B": qwen35_configs.QWEN35_35B, "122B": qwen35_configs.QWEN35_122B, "397B": qwen35_configs.QWEN35_397B}
+    (tmp_path / "config.json").write_text(json.dumps(raw[model]))
+    config = neuron.inference_config(tmp_path, preset("trn2.3xlarge", tp_degree=tp, deltanet_kernel="torch",
+                                                      attention_kernel="torch"))
+    with torch.device("meta"):
+        model = NeuronQwen35MoeModel(config)
+    text = config.text()
+    meta = ((n, torch.empty(s, device="meta")) for n, s in expected_text_shapes(text).items())
+    checkpoint = {name: tuple(t.shape) for name, t in neuron_checkpoint(meta, text, tp)}
+    params = {n: p for n, p in model.named_parameters() if not n.startswith("past_key_values.")}
+    assert params.keys() == checkpoint.keys()
+    sharded = (fake_sdk_modules.BaseParallelLinear, fake_sdk_modules.ParallelEmbedding, fake_sdk_modules.SPMDRank)
+    for name, param in params.items():
+        expected = list(checkpoint[name])
+        if getattr(param, "tensor_model_parallel", False):
+            assert expected[param.partition_dim] % param.num_partitions == 0, name
+            expected[param.partition_dim] //= param.num_partitions
+            assert isinstance(model.get_submodule(name.rsplit(".", 1)[0]), sharded), name
+        assert tuple(param.shape) == tuple(expected), name
+    assert "layers.0.mlp.experts.gate_up_proj" in model.marked_parameters
+    assert "layers.0.linear_attn.A_log" in model.marked_parameters
+    assert type(model.layers[0].mlp.experts).__name__ == "NxdShardedExperts"
+
+
+class TwinKernels:
+    """Stand-in for ``kernels.ops.load_kernel``: each kernel is its twin; launches are recorded."""
+
+    def __init__(self):
+        from qwen35_neuron.model import attention_core, causal_conv, gated_delta_rule as gdr
+
+        self.twins = {
+            "gdn_prefill": lambda *a: gdr.chunked_gated_delta_rule(*a, 8),
+            "gdn_prefill_bf16": lambda *a: gdr.chunked_gated_delta_rule(*a, 8),
+            "gdn_decode": gdr.recurrent_gated_delta_rule,
+            "flash_attention_d256": lambda q, k, v, pos, scale, offset: attention_core.causal_gqa_attention(
+                q, k, v, pos, scale),
+            "causal_conv1d_cte": causal_conv.causal_conv1d,
+            "causal_conv1d_tkg": causal_conv.causal_conv1d,
+        }
+        self.launches: list[tuple[str, int]] = []
+
+    def __call__(self, name):
+        kernels = self
+
+        class Launchable:
+            def __getitem__(self, grid):
+                kernels.launches.append((name, grid))
+                return kernels.twins[name]
+        return Launchable()
+
+
+def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, checkpoint_dirs, monkeypatch):
+    """deltanet/attention kernels 'ours': every hot op is launched as kernel[lnc](...) through
+    qwen35_neuron.kernels.ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
+    the tokens still equal the CPU runtime (the stand-in kernels are the twins)."""
+    import qwen35_neuron.kernels.ops as layouts
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron import kernel_ops
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    kernels = TwinKernels()
+    monkeypatch.setattr(layouts, "load_kernel", kernels)
+    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    _, module, _ = build(neuron, checkpoint_dirs["default"], deltanet_kernel="ours", attention_kernel="ours", lnc=2)
+    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
+    prompts = [list(p) for p in PROMPTS]
+    assert generate_direct(driver, prompts, 4).tokens == generate(make_engine(checkpoint_dirs["default"]), prompts, 4,
+                                                                  eos_token_ids=()).tokens
+    launched = {name for name, _ in kernels.launches}
+    assert launched == {"gdn_prefill", "gdn_decode", "flash_attention_d256", "causal_conv1d_cte", "causal_conv1d_tkg"}
+    assert {grid for _, grid in kernels.launches} == {2}
+
+
+def test_kernel_table_choices(fake_sdk_modules, config_35b, monkeypatch, caplog):
+    from qwen35_neuron.neuron import kernel_ops
+
+    torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch"),
+                                        config_35b.text)
+    assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
+    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=kernel_ops.__name__):
+        table = kernel_ops.neuron_ops(NeuronSettings(), config_35b.text)
+    assert all(getattr(table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
+    assert "the nki package of the Neuron SDK is not installed" in caplog.text and table.name == "neuron-lnc2"
+    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    wide = dataclasses.replace(config_35b.text, linear_key_head_dim=256, linear_value_head_dim=256)
+    table = kernel_ops.neuron_ops(NeuronSettings(), wide)
+    assert table.gdr_decode is TORCH_OPS.gdr_decode and table.attention is not TORCH_OPS.attention
+
+
+def test_custom_compiler_args_get_the_lnc(fake_sdk_modules, tiny_dir):
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
+
+    app = Qwen35MoeForCausalLM()
+    app.neuron_config = fake_sdk_modules.MoENeuronConfig(logical_nc_config=2)
+    app.config = neuron.inference_config(tiny_dir, NeuronSettings(**TINY))
+    assert app.get_compiler_args() is None
+    app.config = neuron.inference_config(tiny_dir, NeuronSettings(**{**TINY, "compiler_args": "-O1"}))
+    assert app.get_compiler_args() == "-O1 --lnc=2"
+
+
+def test_nkilib_prefill_adapter_layout(fake_sdk_modules):
+    """gdn_cte works on [B*Hv, S, D] from zero state; the adapter's reshapes and GQA expansion must give
+    the twin's result for fresh rows, and leave a row without real tokens unchanged."""
+    from qwen35_neuron.model.gated_delta_rule import chunked_gated_delta_rule, recurrent_gated_delta_rule
+    from qwen35_neuron.neuron.kernel_ops import _nkilib_prefill
+
+    class GdnCte:  # gdn_cte's contract as read at nki-library e9ef98fc: zero initial state, output * scale
+        def __getitem__(self, grid):
+            def run(q, k, v, beta, gate, scale=1.0):
+                zeros = torch.zeros(q.shape[0], 1, q.shape[2], v.shape[2])
+                out, state = recurrent_gated_delta_rule(q[:, :, None], k[:, :, None], v[:, :, None], gate[:, :, None],
+                                                        beta[:, :, None], zeros)
+                assert scale == q.shape[-1] ** -0.5  # the twin applies the same scale itself
+                return out[:, :, 0], state[:, 0]
+            return run
+
+    torch.manual_seed(0)
+    batch, length, k_heads, heads, dim = 2, 6, 2, 4, 8
+    q, k = torch.randn(batch, length, k_heads, dim), torch.randn(batch, length, k_heads, dim)
+    v = torch.randn(batch, length, heads, dim)
+    g, beta = -torch.rand(batch, length, heads), torch.rand(batch, length, heads)
+    g[1], beta[1] = 0.0, 0.0  # row 1: no real tokens
+    state = torch.zeros(batch, heads, dim, dim)
+    state[1] = torch.randn(heads, dim, dim)  # a continuing row's state must pass through
+    out, new = _nkilib_prefill(GdnCte(), 2)(q, k, v, g, beta, state, 4)
+    ref_out, ref_state = chunked_gated_delta_rule(q, k, v, g, beta, state, 4)
+    assert torch.allclose(out[0], ref_out[0], atol=1e-5) and torch.allclose(new, ref_state, atol=1e-5)
