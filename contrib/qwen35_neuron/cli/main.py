@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import Qwen35Error
-from . import demo, generate, inspect_checkpoint, roofline
+from . import demo, generate, inspect_checkpoint, kernels, roofline
 
-COMMANDS = (demo, generate, inspect_checkpoint, roofline)
+COMMANDS = (demo, generate, inspect_checkpoint, kernels, roofline)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,136 @@
+"""ModelOps tables whose entries run our NKI kernels (torch in, torch out, twin signatures).
+
+Two parts, kept apart on purpose:
+- layout code (`gdr_prefill_op`, `conv_op`, `attention_op`, ...): torch-side adaptation of the
+  twins' arguments to the kernels' (dtypes, int32 lengths, channel / head-dim padding to the
+  kernels' 128 multiples) and back. It is the same on a CPU and on Neuron.
+- a runner: how a kernel is launched. `EmulatorRunner` runs it in the CPU NKI emulator (the
+  `nki-sim` backend); on Neuron a runner calls `kernel[lnc](*args)` on XLA tensors instead.
+Kernel modules are imported lazily, after `ensure_nki()` has made `import nki` work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..model.ops import ModelOps
+from . import ensure_nki
+
+_KERNELS = {
+    "gdn_prefill": ("gdn_prefill", "gdn_prefill"),
+    "gdn_prefill_bf16": ("gdn_prefill", "gdn_prefill_bf16"),
+    "gdn_decode": ("gdn_decode", "gdn_decode"),
+    "gdn_decode_fused": ("gdn_decode", "gdn_decode_fused"),
+    "flash_attention_d256": ("flash_attention_d256", "flash_attention_d256"),
+    "causal_conv1d_cte": ("conv1d", "causal_conv1d_cte"),
+    "causal_conv1d_tkg": ("conv1d", "causal_conv1d_tkg"),
+}
+
+
+def load_kernel(name: str) -> Any:
+    """The @nki.jit kernel called `name` (see _KERNELS), importing NKI or the emulator first."""
+    ensure_nki()
+    module, attr = _KERNELS[name]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+
+@dataclass
+class EmulatorRunner:
+    """Runs kernels in the CPU emulator; keeps each launch's KernelRun when `record` is a list."""
+
+    lnc: int = 1
+    record: Optional[List[Tuple[str, Any]]] = field(default=None)
+
+    def __call__(self, name: str, *args: Any) -> Any:
+        kernel = load_kernel(name)
+        from .nki_emulator import run_kernel  # after ensure_nki: real NKI has no run_kernel
+        outputs, run = run_kernel(kernel, *args, lnc=self.lnc)
+        if self.record is not None:
+            self.record.append((name, run))
+        return outputs
+
+
+@dataclass
+class DirectRunner:
+    """Launches `kernel[lnc](*args)`: real NKI on Neuron (XLA tensors), or the emulator's own
+    `Kernel` when it is what `import nki` gives (no cost record)."""
+
+    lnc: int = 1
+
+    def __call__(self, name: str, *args: Any) -> Any:
+        kernel = load_kernel(name)
+        return kernel[self.lnc](*args) if self.lnc > 1 else kernel(*args)
+
+
+def _pad_last(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    pad = (-x.shape[-1]) % multiple
+    return F.pad(x, (0, pad)) if pad else x
+
+
+def gdr_prefill_op(run: Callable, kernel: str = "gdn_prefill") -> Callable:
+    """(q, k, v, g, beta, state, chunk_size) -> (out fp32, state fp32); the kernel picks its
+    own chunk size (the math does not depend on it)."""
+    def op(q, k, v, g, beta, state, chunk_size=64):
+        out, new_state = run(kernel, q.contiguous(), k.contiguous(), v.contiguous(),
+                             g.float().contiguous(), beta.float().contiguous(),
+                             state.float().contiguous())
+        return out.float(), new_state.float()
+    return op
+
+
+def gdr_decode_op(run: Callable) -> Callable:
+    """(q, k, v, g, beta, state) -> (out fp32, state fp32), T tokens per row."""
+    def op(q, k, v, g, beta, state):
+        out, new_state = run("gdn_decode", q.contiguous(), k.contiguous(), v.contiguous(),
+                             g.float().contiguous(), beta.float().contiguous(),
+                             state.float().contiguous())
+        return out.float(), new_state.float()
+    return op
+
+
+def conv_op(run: Callable) -> Callable:
+    """(x [B,S,C], conv_state [B,C,K-1], weight [C,K], valid_len [B]) -> (y, new_state).
+    Channels are zero-padded to a multiple of 128 (the kernels' tile) and cut back."""
+    def op(x, conv_state, weight, valid_len):
+        chans = x.shape[-1]
+        xp = _pad_last(x, 128).contiguous()
+        sp = _pad_last(conv_state.transpose(1, 2), 128).transpose(1, 2).contiguous()
+        wp = _pad_last(weight.to(x.dtype).transpose(0, 1), 128).transpose(0, 1).contiguous()
+        kernel = "causal_conv1d_tkg" if x.shape[1] == 1 else "causal_conv1d_cte"
+        y, new_state = run(kernel, xp, sp, wp, valid_len.to(torch.int32).contiguous())
+        return y[..., :chans], new_state[:, :chans].contiguous()
+    return op
+
+
+def attention_op(run: Callable) -> Callable:
+    """(q, k, v, q_positions, scale) -> out. head_dim is zero-padded to a multiple of 128
+    (zeros change no score and add zero output columns, which are cut)."""
+    def op(q, k, v, q_positions, scale):
+        d = q.shape[-1]
+        qp, kp, vp = (_pad_last(t, 128).contiguous() for t in (q, k, v.to(q.dtype)))
+        out = run("flash_attention_d256", qp, kp, vp, q_positions.to(torch.int32).contiguous(),
+                  float(scale), -1)
+        return out[..., :d].to(v.dtype)
+    return op
+
+
+def kernel_ops(run: Callable, prefill_kernel: str = "gdn_prefill", name: str = "nki") -> ModelOps:
+    """A ModelOps table whose every entry launches one of our kernels through `run`."""
+    return ModelOps(gdr_prefill=gdr_prefill_op(run, prefill_kernel), gdr_decode=gdr_decode_op(run),
+                    causal_conv=conv_op(run), attention=attention_op(run), name=name)
+
+
+def nki_sim_ops(prefill_kernel: str = "gdn_prefill", lnc: int = 1,
+                record: Optional[List[Tuple[str, Any]]] = None) -> ModelOps:
+    """The `nki-sim` table: every hot op through our kernels in the CPU emulator.
+
+    prefill_kernel: "gdn_prefill" (fp32 matmul operands, equal to the twin to ~1e-6) or
+    "gdn_prefill_bf16" (the fast variant). lnc: emulated LNC degree (1 or 2).
+    record: a list that receives (kernel name, KernelRun) per launch (counts, modelled cost).
+    """
+    return kernel_ops(EmulatorRunner(lnc=lnc, record=record), prefill_kernel, "nki-sim")
