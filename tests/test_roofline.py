@@ -11,23 +11,8 @@ from qwen35_neuron.analysis.model_size import RankShapes, count_params
 from qwen35_neuron.analysis.roofline import preset_report, roofline
 from qwen35_neuron.config import parse_model_config
 from qwen35_neuron.errors import UnsupportedConfigError
+from qwen35_neuron.testing.family_configs import QWEN35_35B
 from qwen35_neuron.testing.tiny import tiny_config_dict
-
-QWEN35_35B = {
-    "model_type": "qwen3_5_moe",
-    "architectures": ["Qwen3_5MoeForConditionalGeneration"],
-    "text_config": {
-        "vocab_size": 248320, "hidden_size": 2048, "num_hidden_layers": 40, "num_attention_heads": 16,
-        "num_key_value_heads": 2, "head_dim": 256, "num_experts": 256, "num_experts_per_tok": 8,
-        "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512, "linear_num_key_heads": 16,
-        "linear_num_value_heads": 32, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
-        "linear_conv_kernel_dim": 4, "full_attention_interval": 4, "tie_word_embeddings": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1e7, "partial_rotary_factor": 0.25,
-                            "mrope_section": [11, 11, 10], "mrope_interleaved": True},
-    },
-    "vision_config": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
-                      "out_hidden_size": 2048, "num_position_embeddings": 2304},
-}
 
 # Measured on hardware (docs/shared notes): the modelled lower bounds must stay below these.
 MEASURED_TPOT_MS = {("trn2.3xlarge", 4): 18.4, ("trn2.48xlarge", 8): 7.4}

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 import fake_sdk
-from qwen35_configs import QWEN35_35B
+from qwen35_neuron.testing.family_configs import QWEN35_35B
 from qwen35_neuron.config import parse_model_config
 
 SDK_PRESENT = fake_sdk.SDK_PRESENT

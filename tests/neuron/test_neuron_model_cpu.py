@@ -119,7 +119,7 @@ def test_model_matches_its_checkpoint_at_tp(fake_sdk_modules, tmp_path, model, t
     NxD's sharder visits. Built from config.json alone, on the meta device."""
     import json
 
-    import qwen35_configs
+    from qwen35_neuron.testing import family_configs as qwen35_configs
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.neuron.model import NeuronQwen35MoeModel
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nxdi_driver import TINY, NxdiDriver, build
-from qwen35_configs import QWEN35_35B
+from qwen35_neuron.testing.family_configs import QWEN35_35B
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "compile_scripts"
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qwen35_configs import QWEN35_122B, QWEN35_397B
+from qwen35_neuron.testing.family_configs import QWEN35_122B, QWEN35_397B
 from qwen35_neuron.analysis.manifest_check import load_manifest
 from qwen35_neuron.config import parse_model_config
 from qwen35_neuron.config.neuron_settings import (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qwen35_configs import QWEN35_35B, QWEN35_122B
+from qwen35_neuron.testing.family_configs import QWEN35_35B, QWEN35_122B
 from qwen35_neuron.cli.main import main
 
 

@@ -24,6 +24,11 @@ class StateSpec:
     dtype: torch.dtype
 
     @property
+    def kind(self) -> str:
+        """conv_state | recurrent_state | k_cache | v_cache"""
+        return self.name.rsplit(".", 1)[1]
+
+    @property
     def nbytes(self) -> int:
         count = 1
         for size in self.shape:

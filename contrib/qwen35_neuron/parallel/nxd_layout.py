@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import torch
 
 from ..config import TextConfig
-from ..model.state import state_specs
+from ..model.state import StateSpec, state_specs
 from .conversion import convert_text_tensor
 from .sharding import check_tp_supported
 
@@ -84,25 +84,14 @@ def tie_lm_head(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class StateBuffer:
-    """One aliased state buffer of the Neuron model (per rank)."""
+class StateBuffer(StateSpec):
+    """One aliased state buffer of the Neuron model (per rank): a state spec with its position."""
 
-    index: int  # position in past_key_values and among the state outputs
-    layer: int
-    kind: str  # conv_state | recurrent_state | k_cache | v_cache
-    shape: tuple[int, ...]
-    dtype: torch.dtype
+    index: int = 0  # position in past_key_values and among the state outputs
 
     @property
     def parameter_name(self) -> str:
         return f"{STATE_PARAMETER_PREFIX}.{self.index}"
-
-    @property
-    def nbytes(self) -> int:
-        count = 1
-        for size in self.shape:
-            count *= size
-        return count * torch.empty((), dtype=self.dtype).element_size()
 
 
 def state_buffers(text: TextConfig, batch_size: int, max_length: int, dtype: torch.dtype,
@@ -110,5 +99,5 @@ def state_buffers(text: TextConfig, batch_size: int, max_length: int, dtype: tor
     """The hybrid cache of one rank: KV only for attention layers, conv + recurrent state only for
     DeltaNet layers, recurrent state fp32. Identical for every rank and every graph (CTE, TKG)."""
     check_tp_supported(text, tp_degree)
-    return [StateBuffer(i, spec.layer, spec.name.rsplit(".", 1)[1], spec.shape, spec.dtype)
+    return [StateBuffer(spec.name, spec.layer, spec.shape, spec.dtype, index=i)
             for i, spec in enumerate(state_specs(text, batch_size, max_length, dtype, tp_degree, rank=0))]

@@ -52,7 +52,8 @@ class GenerationSession:
             raise InputError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the cache "
                              f"capacity max_seq_len={capacity}: generate fewer tokens or raise max_seq_len")
 
-    def _check_rows(self, rows: list[int], count: int) -> None:
+    def check_rows(self, rows: list[int], count: int) -> None:
+        """Rows for ``count`` new requests: distinct and existing."""
         if len(rows) != count or len(set(rows)) != count:
             raise InputError(f"need {count} distinct rows, got {rows}")
         bad = [r for r in rows if not 0 <= r < len(self.rows)]
@@ -69,7 +70,7 @@ class GenerationSession:
         (bucket-shaped); text requests leave them None.
         """
         rows = list(range(len(prompts))) if rows is None else list(rows)
-        self._check_rows(rows, len(prompts))
+        self.check_rows(rows, len(prompts))
         for prompt in prompts:
             self.validate_prompt(prompt, max_new_tokens)
         bucket = choose_bucket(max(len(p) for p in prompts), self.engine.run.context_buckets)
@@ -122,35 +123,44 @@ class GenerationResult:
     logits: list[list[torch.Tensor]]  # per prompt, the [V] logits that chose each generated token
 
 
-def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
-             sampling: SamplingParams | None = None,
-             eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
-    """Generate for a batch of prompts; each row stops at EOS (excluded) or after max_new_tokens."""
+def check_generation(engine: TextEngine, count: int, max_new_tokens: int) -> None:
+    """A batch of ``count`` requests fits the engine and asks for at least one token."""
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if len(prompts) > engine.run.batch_size:
-        raise InputError(f"{len(prompts)} prompts exceed the engine batch_size {engine.run.batch_size}: "
+    if count > engine.run.batch_size:
+        raise InputError(f"{count} prompts exceed the engine batch_size {engine.run.batch_size}: "
                          "raise --batch-size or send fewer prompts")
-    eos = set(engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
-    engine.reset()
-    session = GenerationSession(engine, sampling)
-    result = GenerationResult([[] for _ in prompts], [[] for _ in prompts])
-    tokens: list[int | None] = session.prefill(prompts, max_new_tokens=max_new_tokens)
+
+
+def decode_until_done(session, first_tokens: list[int], count: int, max_new_tokens: int,
+                      eos: set[int]) -> GenerationResult:
+    """Decode rows 0..count-1 of ``session`` (a GenerationSession or anything with its ``rows``,
+    ``last_logits``, ``finish`` and ``decode``) until each hit EOS (excluded) or max_new_tokens."""
+    result = GenerationResult([[] for _ in range(count)], [[] for _ in range(count)])
+    tokens: list[int | None] = list(first_tokens)
     while True:
-        for row, token in enumerate(tokens[: len(prompts)]):
-            if token is not None:
-                _accept(session, result, row, token, eos, max_new_tokens)
-        if not any(session.rows[row].active for row in range(len(prompts))):
+        for row, token in enumerate(tokens[:count]):
+            if token is None:
+                continue
+            result.logits[row].append(session.last_logits[row])
+            if token in eos:
+                session.finish(row)
+                continue
+            result.tokens[row].append(token)
+            if len(result.tokens[row]) >= max_new_tokens:
+                session.finish(row)
+        if not any(session.rows[row].active for row in range(count)):
             return result
         tokens = session.decode()
 
 
-def _accept(session: GenerationSession, result: GenerationResult, row: int, token: int, eos: set[int],
-            max_new_tokens: int) -> None:
-    result.logits[row].append(session.last_logits[row])
-    if token in eos:
-        session.finish(row)
-        return
-    result.tokens[row].append(token)
-    if len(result.tokens[row]) >= max_new_tokens:
-        session.finish(row)
+def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
+             sampling: SamplingParams | None = None,
+             eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
+    """Generate for a batch of prompts; each row stops at EOS (excluded) or after max_new_tokens."""
+    check_generation(engine, len(prompts), max_new_tokens)
+    eos = set(engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
+    engine.reset()
+    session = GenerationSession(engine, sampling)
+    first = session.prefill(prompts, max_new_tokens=max_new_tokens)
+    return decode_until_done(session, first, len(prompts), max_new_tokens, eos)

@@ -16,11 +16,11 @@ from typing import Callable, Sequence
 import torch
 
 from ..config import ModelConfig, RunConfig
-from ..errors import InputError
 from ..runtime.engine import TextEngine
 from ..runtime.loading import load_engine
 from ..runtime.sampling import SamplingParams
-from ..runtime.session import GenerationResult, GenerationSession, RowState
+from ..runtime.session import (GenerationResult, GenerationSession, RowState, check_generation,
+                               decode_until_done)
 from ..vision.preprocess import ImageProcessorConfig, load_image_processor_config
 from .request import PreparedBatch, VLRequest, prepare_batch
 from .scatter import merge_image_embeddings
@@ -74,14 +74,14 @@ class VisionLanguageSession:
                 max_new_tokens: int = 0) -> list[int]:
         """Start one request per entry of ``requests`` in ``rows`` (default 0..n-1); first token per row."""
         rows = list(range(len(requests))) if rows is None else list(rows)
-        self._check_rows(rows, len(requests))
+        self.session.check_rows(rows, len(requests))
         return self.prefill_prepared(self.prepare(requests, max_new_tokens), rows, max_new_tokens=max_new_tokens)
 
     def prefill_prepared(self, batch: PreparedBatch, rows: Sequence[int] | None = None, *,
                          max_new_tokens: int = 0) -> list[int]:
         """:meth:`prefill` for a batch already checked by :meth:`prepare` (with the same max_new_tokens)."""
         rows = list(range(len(batch.prompts))) if rows is None else list(rows)
-        self._check_rows(rows, len(batch.prompts))
+        self.session.check_rows(rows, len(batch.prompts))
         if not batch.has_images:  # plain text: the text path, bit for bit
             return self.session.prefill(batch.prompts, rows, max_new_tokens=max_new_tokens)
         return self.session.prefill(batch.prompts, rows, max_new_tokens=max_new_tokens,
@@ -94,42 +94,17 @@ class VisionLanguageSession:
     def finish(self, row: int) -> None:
         self.session.finish(row)
 
-    def _check_rows(self, rows: list[int], count: int) -> None:
-        if len(rows) != count or len(set(rows)) != count:
-            raise InputError(f"need {count} distinct rows for {count} requests, got {rows}")
-        bad = [r for r in rows if not 0 <= r < len(self.rows)]
-        if bad:
-            raise InputError(f"row {bad[0]} does not exist: the engine has batch_size {len(self.rows)}")
-
 
 def generate_vl(vl: VisionLanguageSession, requests: Sequence[VLRequest], max_new_tokens: int,
                 eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
     """Generate for a batch of requests from a clean engine; each row stops at EOS (excluded) or
     after ``max_new_tokens``. Returns the tokens and the logits that chose each of them."""
-    if max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if len(requests) > vl.engine.run.batch_size:
-        raise InputError(f"{len(requests)} prompts exceed the engine batch_size {vl.engine.run.batch_size}: "
-                         "raise --batch-size or send fewer prompts")
+    check_generation(vl.engine, len(requests), max_new_tokens)
     eos = set(vl.engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
     batch = vl.prepare(requests, max_new_tokens)  # a bad batch is rejected before the reset below
     vl.reset()
-    result = GenerationResult([[] for _ in requests], [[] for _ in requests])
-    tokens: list[int | None] = vl.prefill_prepared(batch, max_new_tokens=max_new_tokens)
-    while True:
-        for row, token in enumerate(tokens[: len(requests)]):
-            if token is None:
-                continue
-            result.logits[row].append(vl.last_logits[row])
-            if token in eos:
-                vl.finish(row)
-                continue
-            result.tokens[row].append(token)
-            if len(result.tokens[row]) >= max_new_tokens:
-                vl.finish(row)
-        if not any(vl.rows[row].active for row in range(len(requests))):
-            return result
-        tokens = vl.decode()
+    first = vl.prefill_prepared(batch, max_new_tokens=max_new_tokens)
+    return decode_until_done(vl, first, len(requests), max_new_tokens, eos)
 
 
 def load_vl_session(model_dir: str | Path, run: RunConfig, *, sampling: SamplingParams | None = None,

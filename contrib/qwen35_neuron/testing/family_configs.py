@@ -1,4 +1,5 @@
-"""Text configs of the Qwen3.5 MoE family, as their config.json files state them (no weights needed).
+"""Configs of the Qwen3.5 MoE family, as their config.json files state them (no weights needed):
+for capacity reports and for tests that need real shapes.
 
 35B-A3B: the published config. 122B-A10B and 397B-A17B: public config facts gathered from
 third-party copies of their config.json (48 layers / hidden 3072 / 32 q heads / 2 KV heads /
