@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,8 +61,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf  # only loaded when a kernel asks for erf/gelu
-    return erf(np.asarray(x, dtype=np.float64)).astype(np.float32)
+    # torch's erf: exact to fp32 and already a dependency (no scipy needed)
+    return torch.erf(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy().astype(np.float32)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
