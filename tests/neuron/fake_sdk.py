@@ -3,7 +3,8 @@
 They copy the behaviour our code relies on, as read in the pinned sources (NxDI ef2731ef8c57, NxD
 fbac349b61a3): the parallel layers' per-rank weight shapes and tensor-parallel attributes,
 ``NeuronBaseModel.__init__``'s call order, ``InferenceConfig``'s load hook / JSON reload, the
-model instance's global cast (``cast_type='config'``) and its alias map when ``kv_mgr is None``.
+model instance's global cast (``cast_type='config'``) and its alias map when ``kv_mgr is None``; the
+application -> wrapper -> graph call path is in ``fake_wrapper``.
 Collectives are identities, so forwards are only meaningful at TP 1. What they cannot show is how
 the real SDK traces, compiles and shards: that needs a trn2 host (``-m neuron`` tests).
 """
@@ -19,6 +20,9 @@ import types
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import fake_wrapper
+from fake_wrapper import ModelWrapper, NeuronBaseForCausalLM
 
 TP = [1]  # the tensor-parallel size the fake parallel state reports
 # decided once, before any stand-in is installed: is the real SDK importable here?
@@ -186,10 +190,6 @@ class NeuronBaseModel(nn.Module):
         return logits[:, -1, :].argmax(dim=-1).to(torch.int32)
 
 
-class NeuronBaseForCausalLM(nn.Module):
-    _model_cls = None
-
-
 class DecoderModelInstance:
     def __init__(self, model_cls, config, **kwargs):
         self.model_cls, self.config, self.neuron_config, self.kwargs = model_cls, config, config.neuron_config, kwargs
@@ -206,13 +206,6 @@ class DecoderModelInstance:
         outputs_before = 2 if self.neuron_config.output_logits else 1
         states = self.module.kv_mgr.past_key_values if self.module.kv_mgr is not None else self.module.past_key_values
         return self.module, {param: outputs_before + i for i, param in enumerate(states)}
-
-
-class ModelWrapper(nn.Module):
-    def __init__(self, config, model_cls, tag="", compiler_args=None, priority_model_idx=None,
-                 pipeline_execution=False, return_ranked_to_cpu=False, model_init_kwargs={}):
-        super().__init__()
-        self.config, self.model_cls, self.tag, self.model_init_kwargs = config, model_cls, tag, model_init_kwargs
 
 
 def create_sampler(neuron_config, lm_head_tp_degree=None, do_sample=None):
@@ -254,7 +247,9 @@ def build_modules() -> dict[str, types.ModuleType]:
         f"{nxdi}.models.model_base": _module(f"{nxdi}.models.model_base", NeuronBaseModel=NeuronBaseModel,
                                              NeuronBaseForCausalLM=NeuronBaseForCausalLM),
         f"{nxdi}.models.model_wrapper": _module(
-            f"{nxdi}.models.model_wrapper", DecoderModelInstance=DecoderModelInstance, ModelWrapper=ModelWrapper),
+            f"{nxdi}.models.model_wrapper", DecoderModelInstance=DecoderModelInstance, ModelWrapper=ModelWrapper,
+            CONTEXT_ENCODING_MODEL_TAG=fake_wrapper.CONTEXT_ENCODING_MODEL_TAG,
+            TOKEN_GENERATION_MODEL_TAG=fake_wrapper.TOKEN_GENERATION_MODEL_TAG),
         f"{nxdi}.modules": _module(f"{nxdi}.modules"),
         f"{nxdi}.modules.generation": _module(f"{nxdi}.modules.generation"),
         f"{nxdi}.modules.generation.sampling": _module(f"{nxdi}.modules.generation.sampling",

@@ -51,8 +51,8 @@ class NxdiDriver:
 
 
 # settings of the tiny checkpoints: one rank, fp32, buckets that hold the test prompts
-TINY = dict(tp_degree=1, lnc=1, batch_size=4, context_buckets=(8, 16, 32), max_length=64, dtype="float32",
-            deltanet_kernel="torch", attention_kernel="torch", gdr_chunk_size=8)
+TINY = dict(tp_degree=1, lnc=1, batch_size=4, ctx_batch_size=None, context_buckets=(8, 16, 32), max_length=64,
+            dtype="float32", deltanet_kernel="torch", attention_kernel="torch", gdr_chunk_size=8)
 
 
 def build(neuron, model_dir, **changes):
@@ -66,3 +66,14 @@ def build(neuron, model_dir, **changes):
     missing, unexpected = module.load_state_dict(Qwen35MoeForCausalLM.get_state_dict(model_dir, config), strict=False)
     assert unexpected == [] and all(name.startswith("past_key_values.") for name in missing)
     return config, module, aliases
+
+
+def build_application(neuron, model_dir, **changes):
+    """``Qwen35MoeForCausalLM`` 'loaded' on a CPU: our wrapper subclass inside NxDI's call path
+    (fake_wrapper), with the traced module of :func:`build` as its CTE and TKG graphs."""
+    import fake_wrapper
+    from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
+
+    config, module, _ = build(neuron, model_dir, **changes)
+    app = fake_wrapper.load_on_cpu(Qwen35MoeForCausalLM(str(model_dir), config), module)
+    return app, module

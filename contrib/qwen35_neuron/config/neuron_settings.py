@@ -33,7 +33,11 @@ class NeuronSettings:
     tp_degree: int = 4
     lnc: int = 2  # logical NeuronCore config: 2 physical cores per rank on trn2
     batch_size: int = 1  # rows of the state buffers = token-generation batch
-    ctx_batch_size: int | None = None  # rows per context-encoding call (None: batch_size)
+    # Rows per context-encoding call. 1 (default): each request's prefill runs alone, so NxDI never
+    # pads a CTE call with copies of its first row over rows other requests are using (continuous
+    # batching, vLLM). None = batch_size: a whole static batch prefills in one call, faster when
+    # every request starts together.
+    ctx_batch_size: int | None = 1
     context_buckets: tuple[int, ...] = (128, 512, 2048)
     max_length: int = 4096  # cache slots per row: prompt + generated tokens
     dtype: str = "bfloat16"

@@ -15,6 +15,9 @@ Typical use on a trn2 host::
     model.compile("/compiled/qwen35")          # once
     model = Qwen35MoeForCausalLM("/compiled/qwen35")
     model.load("/compiled/qwen35")
+
+Images: :class:`qwen35_neuron.neuron.vl.NeuronVLSession` (``load_neuron_vl_session(model, vision_compiled=...)``)
+with :func:`qwen35_neuron.vl.generate_vl`.
 """
 
 from __future__ import annotations

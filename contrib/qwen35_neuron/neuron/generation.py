@@ -2,8 +2,9 @@
 
 NxDI's ``HuggingFaceGenerationAdapter`` can drive our model for text: every input our graphs need
 (cache position, real-token count, rotary position) is derived from the standard ones it passes
-(``position_ids``, ``attention_mask``), see ``model.step_from_nxdi``. Images are another matter: the
-adapter has no slot for our mRoPE positions or vision embeddings, so the VL path needs its own loop.
+(``position_ids``, ``attention_mask``), see ``model.step_from_nxdi``; our wrapper adds the text values
+of the graphs' VL inputs. Images are another matter: the adapter cannot pass ``llava_args`` (image
+embeddings, mRoPE ids, rope deltas), so the VL path has its own loop (:mod:`qwen35_neuron.neuron.vl`).
 
 :func:`generate_direct` is that kind of loop for text: it calls the application's ``forward`` with
 explicit rows and masks, exactly as the CPU runtime's ``GenerationSession`` steps (greedy, EOS

@@ -13,6 +13,11 @@ attention length come from it, never from a rotary position), the real tokens pe
 the attention mask. A row whose cache position is 0 starts from zero state, so a new request in
 row ``seq_ids[b]`` resets only that row. ``Qwen35MoeForCausalLM`` is what users instantiate.
 
+Images: after the standard inputs every graph takes the VL inputs of :mod:`.vl_inputs` (NxDI's
+``llava_args`` slots): CTE the image embeddings, image-token mask and mRoPE ids, TKG each row's rope
+delta. :class:`Qwen35ModelWrapper` traces them and fills in their text values when a caller passes
+none, so one set of graphs serves text and images.
+
 Not run on hardware: checked on a CPU with stand-ins for the SDK classes (tests/neuron) and
 against the pinned SDK's names with the manifest check.
 """
@@ -26,7 +31,11 @@ from torch import nn
 
 from neuronx_distributed.parallel_layers.mappings import gather_from_tensor_model_parallel_region
 from neuronx_distributed_inference.models.model_base import NeuronBaseForCausalLM, NeuronBaseModel
-from neuronx_distributed_inference.models.model_wrapper import DecoderModelInstance, ModelWrapper
+from neuronx_distributed_inference.models.model_wrapper import (
+    CONTEXT_ENCODING_MODEL_TAG,
+    DecoderModelInstance,
+    ModelWrapper,
+)
 from neuronx_distributed_inference.modules.generation.sampling import create_sampler
 
 from ..checkpoint.loader import iter_text_tensors
@@ -37,6 +46,7 @@ from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
 from .config import Qwen35MoeInferenceConfig
 from .kernel_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
+from .vl_inputs import NXDI_STANDARD_INPUTS, batch_order, fit_inputs, pad_rows, text_inputs, vl_input_names
 
 
 def step_from_nxdi(input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -107,11 +117,15 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         self.rotary.inv_freq = fresh.inv_freq.to(self.rotary.inv_freq.device)
 
     def forward(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden=None,
-                adapter_ids=None):
-        """NxDI's seven standard inputs -> [tokens or logits [B, 1, V], (logits), *new state buffers]."""
+                adapter_ids=None, *vl_inputs):
+        """NxDI's seven standard inputs, then the VL inputs (``vl_inputs.CTE_VL_INPUTS`` or
+        ``TKG_VL_INPUTS``; none: text) -> [tokens or logits [B, 1, V], (logits), *new state buffers]."""
         cache_start, valid_len, rotary = step_from_nxdi(input_ids, attention_mask, position_ids)
+        inputs_embeds = None
+        if vl_inputs:
+            inputs_embeds, rotary = self.apply_vl_inputs(input_ids, rotary, vl_inputs)
         logits, new_states = self._text_model[0](input_ids, rotary, cache_start, valid_len, seq_ids.to(torch.long),
-                                                 list(self.past_key_values))
+                                                 list(self.past_key_values), inputs_embeds=inputs_embeds)
         logits = logits[:, None, :]
         if self.on_device_sampling:
             outputs = [self._sample_on_device(logits, sampling_params, False, input_ids.shape[1] > 1)]
@@ -120,6 +134,22 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         else:
             outputs = [logits]  # output_logits needs on-device sampling (NeuronSettings checks it)
         return outputs + list(new_states)
+
+    def apply_vl_inputs(self, input_ids: torch.Tensor, text_rotary: torch.Tensor,
+                        vl_inputs: tuple) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(input embeddings or None, rotary ids [3, B, S]) of a call with VL inputs. Static shapes:
+        a select between two full tensors, no scatter whose size depends on the data."""
+        is_cte = input_ids.shape[1] > 1
+        names = vl_input_names(is_cte)
+        if len(vl_inputs) != len(names):
+            raise Qwen35Error(f"this graph takes the VL inputs {list(names)} after NxDI's seven, got {len(vl_inputs)}")
+        if not is_cte:
+            (rope_delta,) = vl_inputs
+            return None, text_rotary + rope_delta.to(torch.long)[None, :, None]
+        image_embeds, image_mask, rotary_ids = vl_inputs
+        text = self.embed_tokens(input_ids)
+        embeds = torch.where(image_mask[..., None] != 0, image_embeds.to(text.dtype), text)
+        return embeds, rotary_ids.to(torch.long).permute(1, 0, 2)
 
 
 class Qwen35ModelInstance(DecoderModelInstance):
@@ -131,14 +161,58 @@ class Qwen35ModelInstance(DecoderModelInstance):
 
 
 class Qwen35ModelWrapper(ModelWrapper):
+    """NxDI's wrapper with the VL inputs after the seven standard ones (see :mod:`.vl_inputs`).
+
+    NxD routes a call to the graph whose traced input shapes it matches exactly, so every call must
+    carry the VL inputs: callers without images get the text values in :meth:`pad_inputs`. NxDI's own
+    partial-batch path (``_forward_with_pad``) passes on only the first eight inputs, so the VL ones
+    are padded here in its row order and put back in :meth:`_forward`.
+    """
+
+    _vl_padded: tuple | None = None
+
     def get_model_instance(self) -> Qwen35ModelInstance:
         return Qwen35ModelInstance(model_cls=self.model_cls, config=self.config, **self.model_init_kwargs)
+
+    def _is_cte(self) -> bool:
+        return self.tag == CONTEXT_ENCODING_MODEL_TAG
+
+    def input_generator(self):
+        """NxDI's examples per bucket plus the VL inputs, so they are traced into every graph."""
+        dtype = self.config.neuron_config.torch_dtype
+        return [(*example, *text_inputs(self._is_cte(), example[2], self.config.hidden_size, dtype))
+                for example in super().input_generator()]
+
+    def pad_inputs(self, *args, pad_type="first_fit"):
+        """NxDI's bucket padding of the standard inputs; VL inputs fitted to the bucket (text values
+        when the caller gave none)."""
+        standard = super().pad_inputs(*args[:NXDI_STANDARD_INPUTS], pad_type=pad_type)
+        vl = fit_inputs(self._is_cte(), args[NXDI_STANDARD_INPUTS:], standard[2], self.config.hidden_size,
+                        self.config.neuron_config.torch_dtype)
+        return (*standard, *vl)
+
+    def _forward_with_pad(self, *args):
+        if len(args) <= NXDI_STANDARD_INPUTS:
+            return super()._forward_with_pad(*args)
+        nc = self.neuron_config
+        order = batch_order(args[3], nc.max_batch_size)
+        self._vl_padded = pad_rows(args[NXDI_STANDARD_INPUTS:], order, nc.batch_size)
+        try:
+            return super()._forward_with_pad(*args[:NXDI_STANDARD_INPUTS])
+        finally:
+            self._vl_padded = None
+
+    def _forward(self, *args):
+        if self._vl_padded is not None and len(args) == NXDI_STANDARD_INPUTS:
+            args = (*args, *self._vl_padded)
+        return super()._forward(*args)
 
 
 class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
     """Compile-then-load application: ``Qwen35MoeForCausalLM(model_dir, config).compile(out)``, then
-    ``Qwen35MoeForCausalLM(out).load(out)``; generate through NxDI's HuggingFaceGenerationAdapter or
-    :func:`qwen35_neuron.neuron.generation.generate`."""
+    ``Qwen35MoeForCausalLM(out).load(out)``; generate text through NxDI's HuggingFaceGenerationAdapter or
+    :func:`qwen35_neuron.neuron.generation.generate_direct`, images through
+    :class:`qwen35_neuron.neuron.vl.NeuronVLSession` (``forward(..., llava_args=...)``)."""
 
     _model_cls = NeuronQwen35MoeModel
 

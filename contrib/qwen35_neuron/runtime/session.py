@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import RunConfig, TextConfig
 from ..errors import InputError
 from .buckets import choose_bucket
 from .engine import TextEngine
@@ -32,6 +33,29 @@ def text_rotary_positions(cache_start: torch.Tensor, length: int, rope_delta: to
     return positions[None].expand(3, -1, -1)
 
 
+def check_prompt(prompt: list[int], text: TextConfig, run: RunConfig, max_new_tokens: int = 0) -> None:
+    """A prompt fits the vocabulary, a context bucket and the cache (shared with the Neuron VL session)."""
+    vocab, capacity = text.vocab_size, run.max_seq_len
+    if len(prompt) == 0:
+        raise InputError("empty prompt: give at least one token id")
+    bad = [t for t in prompt if not 0 <= int(t) < vocab]
+    if bad:
+        raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {vocab}): check the tokenizer/model pair")
+    choose_bucket(len(prompt), run.context_buckets)
+    if len(prompt) + max_new_tokens > capacity:
+        raise InputError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the cache "
+                         f"capacity max_seq_len={capacity}: generate fewer tokens or raise max_seq_len")
+
+
+def check_rows(rows: list[int], count: int, batch_size: int) -> None:
+    """Rows for ``count`` new requests: distinct and existing."""
+    if len(rows) != count or len(set(rows)) != count:
+        raise InputError(f"need {count} distinct rows, got {rows}")
+    bad = [r for r in rows if not 0 <= r < batch_size]
+    if bad:
+        raise InputError(f"row {bad[0]} does not exist: the engine has batch_size {batch_size}")
+
+
 class GenerationSession:
     def __init__(self, engine: TextEngine, sampling: SamplingParams | None = None) -> None:
         self.engine = engine
@@ -41,24 +65,11 @@ class GenerationSession:
 
     # ------------------------------------------------------------------ validation
     def validate_prompt(self, prompt: list[int], max_new_tokens: int = 0) -> None:
-        vocab, capacity = self.engine.text.vocab_size, self.engine.run.max_seq_len
-        if len(prompt) == 0:
-            raise InputError("empty prompt: give at least one token id")
-        bad = [t for t in prompt if not 0 <= int(t) < vocab]
-        if bad:
-            raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {vocab}): check the tokenizer/model pair")
-        choose_bucket(len(prompt), self.engine.run.context_buckets)
-        if len(prompt) + max_new_tokens > capacity:
-            raise InputError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the cache "
-                             f"capacity max_seq_len={capacity}: generate fewer tokens or raise max_seq_len")
+        check_prompt(prompt, self.engine.text, self.engine.run, max_new_tokens)
 
     def check_rows(self, rows: list[int], count: int) -> None:
         """Rows for ``count`` new requests: distinct and existing."""
-        if len(rows) != count or len(set(rows)) != count:
-            raise InputError(f"need {count} distinct rows, got {rows}")
-        bad = [r for r in rows if not 0 <= r < len(self.rows)]
-        if bad:
-            raise InputError(f"row {bad[0]} does not exist: the engine has batch_size {len(self.rows)}")
+        check_rows(rows, count, len(self.rows))
 
     # ------------------------------------------------------------------ CTE
     def prefill(self, prompts: list[list[int]], rows: list[int] | None = None, *, max_new_tokens: int = 0,

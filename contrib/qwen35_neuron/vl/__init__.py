@@ -6,7 +6,7 @@ merge of image embeddings), :mod:`processor_file` (write a preprocessor_config.j
 Driver: :mod:`orchestrator` (:class:`VisionLanguageSession`, :func:`generate_vl`).
 """
 
-from .orchestrator import VisionLanguageSession, generate_vl, load_vl_session
+from .orchestrator import VisionLanguageSession, VLSession, generate_vl, load_vl_session, scatter_images
 from .placeholders import (
     IMAGE_PAD_TEXT,
     assign_images_in_order,
@@ -25,6 +25,7 @@ __all__ = [
     "PreparedBatch",
     "ScatterPlan",
     "VLRequest",
+    "VLSession",
     "VisionLanguageSession",
     "VisionRunner",
     "assign_images_in_order",
@@ -41,6 +42,7 @@ __all__ = [
     "prepare_batch",
     "processor_for_vision",
     "run_packs",
+    "scatter_images",
     "table_offsets",
     "tower_runner",
     "write_preprocessor_config",

@@ -11,11 +11,11 @@ from plain text positions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
-from ..config import ModelConfig, RunConfig
+from ..config import ModelConfig, RunConfig, TextConfig, VisionConfig
 from ..runtime.engine import TextEngine
 from ..runtime.loading import load_engine
 from ..runtime.sampling import SamplingParams
@@ -27,6 +27,33 @@ from .scatter import merge_image_embeddings
 from .vision_runner import VisionRunner, load_vision_tower, run_packs, tower_runner
 
 EmbedFn = Callable[[torch.Tensor], torch.Tensor]  # token ids [B, S] -> embeddings [B, S, H]
+
+
+@torch.no_grad()
+def scatter_images(runner: VisionRunner, batch: PreparedBatch, vision: VisionConfig,
+                   base: torch.Tensor) -> torch.Tensor:
+    """``base`` [B, bucket, H] with the batch's image embeddings at its image tokens: the vision runner
+    encodes each patch bucket, the scatter plan places the rows. The CPU session passes the text
+    embeddings; the Neuron session passes zeros (its graph selects between the two itself)."""
+    table = run_packs(runner, batch.packs, vision.spatial_merge_size, vision.out_hidden_size)
+    return merge_image_embeddings(base, table, batch.plan.source_index, batch.plan.is_image)
+
+
+class VLSession(Protocol):
+    """What :func:`generate_vl` drives: :class:`VisionLanguageSession` (CPU text engine) or
+    ``qwen35_neuron.neuron.vl.NeuronVLSession`` (NxDI text graphs)."""
+
+    run: RunConfig  # batch_size: rows; context_buckets / vision_buckets / max_seq_len: what prepare checks
+    text: TextConfig
+    rows: list[RowState]
+    last_logits: torch.Tensor | None
+
+    def prepare(self, requests: Sequence[VLRequest], max_new_tokens: int = 0) -> PreparedBatch: ...
+    def reset(self) -> None: ...
+    def prefill_prepared(self, batch: PreparedBatch, rows: Sequence[int] | None = None, *,
+                         max_new_tokens: int = 0) -> list[int]: ...
+    def decode(self) -> list[int | None]: ...
+    def finish(self, row: int) -> None: ...
 
 
 class VisionLanguageSession:
@@ -43,6 +70,14 @@ class VisionLanguageSession:
         self.sampling = sampling
         self.embed = embed if embed is not None else engine.models[0].embed_tokens
         self.session = GenerationSession(engine, sampling)
+
+    @property
+    def run(self) -> RunConfig:
+        return self.engine.run
+
+    @property
+    def text(self) -> TextConfig:
+        return self.engine.text
 
     @property
     def rows(self) -> list[RowState]:
@@ -65,10 +100,7 @@ class VisionLanguageSession:
     @torch.no_grad()
     def embed_batch(self, batch: PreparedBatch) -> torch.Tensor:
         """[B, bucket, H] CTE input: text embeddings with the image embeddings scattered in."""
-        vision = self.config.vision
-        table = run_packs(self.runner, batch.packs, vision.spatial_merge_size, vision.out_hidden_size)
-        text = self.embed(batch.padded_input_ids())
-        return merge_image_embeddings(text, table, batch.plan.source_index, batch.plan.is_image)
+        return scatter_images(self.runner, batch, self.config.vision, self.embed(batch.padded_input_ids()))
 
     def prefill(self, requests: Sequence[VLRequest], rows: Sequence[int] | None = None, *,
                 max_new_tokens: int = 0) -> list[int]:
@@ -95,12 +127,12 @@ class VisionLanguageSession:
         self.session.finish(row)
 
 
-def generate_vl(vl: VisionLanguageSession, requests: Sequence[VLRequest], max_new_tokens: int,
+def generate_vl(vl: VLSession, requests: Sequence[VLRequest], max_new_tokens: int,
                 eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
-    """Generate for a batch of requests from a clean engine; each row stops at EOS (excluded) or
+    """Generate for a batch of requests from a clean session; each row stops at EOS (excluded) or
     after ``max_new_tokens``. Returns the tokens and the logits that chose each of them."""
-    check_generation(vl.engine, len(requests), max_new_tokens)
-    eos = set(vl.engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
+    check_generation(vl, len(requests), max_new_tokens)  # reads vl.run.batch_size
+    eos = set(vl.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
     batch = vl.prepare(requests, max_new_tokens)  # a bad batch is rejected before the reset below
     vl.reset()
     first = vl.prefill_prepared(batch, max_new_tokens=max_new_tokens)
