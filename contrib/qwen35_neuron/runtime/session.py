@@ -134,12 +134,12 @@ class GenerationResult:
     logits: list[list[torch.Tensor]]  # per prompt, the [V] logits that chose each generated token
 
 
-def check_generation(engine: TextEngine, count: int, max_new_tokens: int) -> None:
-    """A batch of ``count`` requests fits the engine and asks for at least one token."""
+def check_generation(batch_size: int, count: int, max_new_tokens: int) -> None:
+    """A batch of ``count`` requests fits ``batch_size`` rows and asks for at least one token."""
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if count > engine.run.batch_size:
-        raise InputError(f"{count} prompts exceed the engine batch_size {engine.run.batch_size}: "
+    if count > batch_size:
+        raise InputError(f"{count} prompts exceed the engine batch_size {batch_size}: "
                          "raise --batch-size or send fewer prompts")
 
 
@@ -169,7 +169,7 @@ def generate(engine: TextEngine, prompts: list[list[int]], max_new_tokens: int,
              sampling: SamplingParams | None = None,
              eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
     """Generate for a batch of prompts; each row stops at EOS (excluded) or after max_new_tokens."""
-    check_generation(engine, len(prompts), max_new_tokens)
+    check_generation(engine.run.batch_size, len(prompts), max_new_tokens)
     eos = set(engine.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
     engine.reset()
     session = GenerationSession(engine, sampling)

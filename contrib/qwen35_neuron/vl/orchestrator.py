@@ -131,7 +131,7 @@ def generate_vl(vl: VLSession, requests: Sequence[VLRequest], max_new_tokens: in
                 eos_token_ids: tuple[int, ...] | None = None) -> GenerationResult:
     """Generate for a batch of requests from a clean session; each row stops at EOS (excluded) or
     after ``max_new_tokens``. Returns the tokens and the logits that chose each of them."""
-    check_generation(vl, len(requests), max_new_tokens)  # reads vl.run.batch_size
+    check_generation(vl.run.batch_size, len(requests), max_new_tokens)
     eos = set(vl.text.eos_token_ids if eos_token_ids is None else eos_token_ids)
     batch = vl.prepare(requests, max_new_tokens)  # a bad batch is rejected before the reset below
     vl.reset()
