@@ -29,7 +29,7 @@ import torch
 
 from ..config import ModelConfig, RunConfig, load_model_config
 from ..errors import InputError, UnsupportedConfigError
-from ..runtime.session import RowState, check_prompt, check_rows
+from ..runtime.session import RowState, advance_rows, check_prompt, check_rows, decoding_rows
 from ..vision.preprocess import ImageProcessorConfig, load_image_processor_config
 from ..vl import PreparedBatch, VisionRunner, VLRequest, load_vision_tower, prepare_batch, scatter_images, tower_runner
 from .generation import decode_mask, right_padded
@@ -123,23 +123,14 @@ class NeuronVLSession:
     def decode(self) -> list[int | None]:
         """One token for every active row (None for idle rows, whose state stays unchanged).
         A row whose cache is full stops here (its request is finished)."""
-        for row in self.rows:
-            row.active = row.active and row.length < self.run.max_seq_len
-        active = [r.active for r in self.rows]
+        active = decoding_rows(self.rows, self.run.max_seq_len)
         lengths = [r.length for r in self.rows]
         input_ids = torch.tensor([[r.next_token if a else 0] for r, a in zip(self.rows, active)], dtype=torch.int32)
         positions = torch.tensor([[max(n, 1)] for n in lengths], dtype=torch.int32)
         outputs = self.model(input_ids=input_ids, attention_mask=decode_mask(lengths, active), position_ids=positions,
                              seq_ids=torch.arange(len(self.rows), dtype=torch.int32),
                              llava_args=tkg_inputs([r.rope_delta for r in self.rows]))
-        tokens = self._tokens(outputs, len(self.rows))
-        out: list[int | None] = []
-        for row, token, is_active in zip(self.rows, tokens, active):
-            if is_active:
-                row.length += 1
-                row.next_token = token
-            out.append(token if is_active else None)
-        return out
+        return advance_rows(self.rows, self._tokens(outputs, len(self.rows)), active)
 
     def finish(self, row: int) -> None:
         self.rows[row].active = False

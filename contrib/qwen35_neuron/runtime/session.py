@@ -105,9 +105,7 @@ class GenerationSession:
     def decode(self) -> list[int | None]:
         """One token for every active row (None for idle rows, whose state stays unchanged).
         A row whose cache is full stops here (its request is finished)."""
-        for row in self.rows:
-            row.active = row.active and row.length < self.engine.run.max_seq_len
-        active = [r.active for r in self.rows]
+        active = decoding_rows(self.rows, self.engine.run.max_seq_len)
         input_ids = torch.tensor([[r.next_token if a else 0] for r, a in zip(self.rows, active)])
         cache_start = torch.tensor([r.length for r in self.rows])
         valid_len = torch.tensor([int(a) for a in active])
@@ -115,17 +113,28 @@ class GenerationSession:
         logits = self.engine.forward(input_ids, text_rotary_positions(cache_start, 1, deltas), cache_start,
                                      valid_len, torch.arange(len(self.rows)))
         self.last_logits = logits
-        tokens = self.sampler(logits).tolist()
-        out: list[int | None] = []
-        for row, token, is_active in zip(self.rows, tokens, active):
-            if is_active:
-                row.length += 1
-                row.next_token = token
-            out.append(token if is_active else None)
-        return out
+        return advance_rows(self.rows, self.sampler(logits).tolist(), active)
 
     def finish(self, row: int) -> None:
         self.rows[row].active = False
+
+
+def decoding_rows(rows: list[RowState], capacity: int) -> list[bool]:
+    """Which rows take part in the next decode step; a row whose cache is full finishes here."""
+    for row in rows:
+        row.active = row.active and row.length < capacity
+    return [row.active for row in rows]
+
+
+def advance_rows(rows: list[RowState], tokens: list[int], active: list[bool]) -> list[int | None]:
+    """Record a decode step's tokens in the rows that took part; None for the others."""
+    out: list[int | None] = []
+    for row, token, is_active in zip(rows, tokens, active):
+        if is_active:
+            row.length += 1
+            row.next_token = token
+        out.append(token if is_active else None)
+    return out
 
 
 @dataclass
