@@ -16,7 +16,7 @@ import torch
 
 from ..config import ModelConfig, TextConfig, load_model_config
 from ..errors import CheckpointError
-from .expected import expected_mtp_shapes, expected_text_shapes, expected_vision_shapes
+from .expected import expected_text_shapes, expected_vision_shapes
 from .gate import check_checkpoint
 from .layout import MTP, TEXT, VISION, CheckpointLayout, read_source
 from .reader import CheckpointReader

@@ -151,7 +151,7 @@ def _stage_c(tensors, states, sols, group, t0, last, dims):
     outs, new_states = chunk.state_step(states, sols, (size, dk, dv, mm_dt))
     jobs = _jobs(group)
     for j in range(len(jobs)):
-        b, (kh, h0, pk) = jobs[j][1], jobs[j][2]
+        b, (_, h0, pk) = jobs[j][1], jobs[j][2]
         nisa.dma_copy(dst=_rows_view(out, b, t0, n_valid, h0, pk * dv),
                       src=outs[j].reshape((size, pk * dv))[0:n_valid, :])
         if last:

@@ -19,7 +19,6 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint.loader import load_vision_state_dict
 from ..config import ModelConfig, VisionConfig, load_model_config
 from ..errors import UnsupportedConfigError
 from ..vision.compiled import (
@@ -35,6 +34,7 @@ from ..vision.compiled import (
     sdk_versions,
     weights_digest,
 )
+from ..vision.loading import load_vision_tower
 from ..vision.packing import PackedImages
 from ..vision.tower import VisionTower
 
@@ -48,14 +48,7 @@ VisionRunner = Callable[[PackedImages], torch.Tensor]  # same as qwen35_neuron.v
 def build_vision_tower(model_dir: str | Path, dtype: str | torch.dtype = "bfloat16") -> tuple[ModelConfig, VisionTower]:
     """The eager tower with the checkpoint's vision weights (gated), cast to ``dtype``, eval mode."""
     config = load_model_config(model_dir)
-    if config.vision is None:
-        raise UnsupportedConfigError(
-            f"{model_dir} has no vision_config, so there is no vision tower to compile: use a Qwen3.5 "
-            "vision-language checkpoint (architecture Qwen3_5MoeForConditionalGeneration)"
-        )
-    tower = VisionTower(config.vision)
-    tower.load_state_dict(load_vision_state_dict(model_dir, config), strict=True)
-    return config, tower.to(DTYPE_NAMES[dtype_name(dtype)]).eval()
+    return config, load_vision_tower(model_dir, config, DTYPE_NAMES[dtype_name(dtype)])
 
 
 def neuron_tracer(compiler_args: str | None = DEFAULT_COMPILER_ARGS,

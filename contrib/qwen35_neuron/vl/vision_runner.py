@@ -8,16 +8,13 @@ on Trainium2 the Neuron half passes a runner that picks the tower compiled for `
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from ..checkpoint.loader import load_vision_state_dict
-from ..config import ModelConfig
 from ..errors import UnsupportedConfigError
+from ..vision.loading import load_vision_tower  # noqa: F401 - re-exported for the orchestrator
 from ..vision.packing import PackedImages
-from ..vision.tower import VisionTower
 
 VisionRunner = Callable[[PackedImages], torch.Tensor]
 TowerFn = Callable[..., torch.Tensor]  # VisionTower.forward's signature
@@ -56,15 +53,3 @@ def run_packs(runner: VisionRunner, packs: Sequence[PackedImages], merge: int, h
             )
         outputs.append(out)
     return torch.cat(outputs, dim=0)
-
-
-def load_vision_tower(model_dir: str | Path, config: ModelConfig, dtype: torch.dtype = torch.float32) -> VisionTower:
-    """The eager CPU tower with the checkpoint's vision weights (checked by the tensor gate)."""
-    if config.vision is None:
-        raise UnsupportedConfigError(
-            f"{model_dir} has no vision_config: images need a Qwen3.5 vision-language checkpoint "
-            "(architecture Qwen3_5MoeForConditionalGeneration)"
-        )
-    tower = VisionTower(config.vision)
-    tower.load_state_dict(load_vision_state_dict(model_dir, config), strict=True)
-    return tower.to(dtype).eval()
