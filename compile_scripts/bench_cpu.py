@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs for each side")
     parser.add_argument("--moe", choices=["eager", "static"], default="eager")
+    parser.add_argument("--hf-experts", default="eager",
+                        help="transformers' experts_implementation for its side (eager or grouped_mm)")
     args = parser.parse_args()
     quiet_transformers()
     torch.manual_seed(0)
@@ -52,7 +54,7 @@ def main() -> None:
         run = RunConfig(batch_size=args.batch, context_buckets=(args.prompt_len,),
                         max_seq_len=args.prompt_len + args.new_tokens, moe_impl=args.moe)
         _, engine = load_engine(directory, run)
-        reference = load_hf_text_reference(directory)
+        reference = load_hf_text_reference(directory, experts_implementation=args.hf_experts)
 
         def ours():
             return generate(engine, prompts, args.new_tokens, eos_token_ids=())
@@ -66,7 +68,8 @@ def main() -> None:
         theirs()
         t_ours, t_hf = _best_of(args.repeats, ours), _best_of(args.repeats, theirs)
     tokens = args.batch * args.new_tokens
-    print(f"threads {torch.get_num_threads()}, batch {args.batch}, prompt {args.prompt_len}, new tokens {args.new_tokens}")
+    print(f"threads {torch.get_num_threads()}, batch {args.batch}, prompt {args.prompt_len}, "
+          f"new tokens {args.new_tokens}, transformers experts_implementation={args.hf_experts}")
     print(f"ours:         {tokens / t_ours:8.1f} tok/s  ({t_ours:.3f} s)")
     print(f"transformers: {tokens / t_hf:8.1f} tok/s  ({t_hf:.3f} s)")
     print(f"ratio ours / transformers: {t_hf / t_ours:.2f}x  (CPU, measured in this run)")

@@ -1,11 +1,12 @@
 """Sparse MoE of Qwen3.5: softmax router (fp32) -> top-k, renormalised; SwiGLU experts; a shared
 expert whose output is scaled by a per-token sigmoid gate.
 
-Routed experts have two formulations that must agree:
+Routed experts, by shapes only: with fewer routed (token, expert) pairs than experts (decode), the
+chosen experts' weights are gathered by index - static, and the fastest form for a few tokens.
+With more (prefill) two formulations must agree:
 - ``eager``: each expert runs only on the tokens routed to it (CPU speed; data-dependent shapes).
-- ``static``: traceable fixed shapes. Few tokens (decode): the chosen experts' weights are gathered
-  by index. Many tokens (prefill): every expert runs on every token, weighted by a dense routing
-  matrix that is zero off the top-k.
+- ``static``: traceable fixed shapes: every expert runs on every token, weighted by a dense
+  routing matrix that is zero off the top-k.
 Under TP each rank holds every expert's slice of the intermediate dim; the routed and shared
 partial sums are added before the single all-reduce of the block.
 """
@@ -45,10 +46,10 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x [N, H]; weights, ids [N, k] -> weighted sum of the chosen experts' outputs [N, H]."""
+        if ids.numel() < self.gate_up_proj.shape[0]:  # few tokens (decode): decided by shapes only
+            return self._gathered(x, weights, ids)
         if self.impl == "eager":
             return self._eager(x, weights, ids)
-        if ids.numel() < self.gate_up_proj.shape[0]:  # static: decided by shapes only
-            return self._gathered(x, weights, ids)
         return self._all_experts(x, weights, ids)
 
     def _eager(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

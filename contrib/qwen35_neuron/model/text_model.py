@@ -42,12 +42,13 @@ class Qwen35TextModel(nn.Module):
         rotary_positions: torch.Tensor,
         cache_start: torch.Tensor,
         valid_len: torch.Tensor,
-        seq_ids: torch.Tensor,
+        seq_ids: torch.Tensor | None,
         states: list[torch.Tensor],
         inputs_embeds: torch.Tensor | None = None,
         all_logits: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """input_ids [B, S]; rotary_positions [3, B, S]; cache_start, valid_len, seq_ids [B];
+        """input_ids [B, S]; rotary_positions [3, B, S]; cache_start, valid_len, seq_ids [B] (None: the
+        call covers every row of the buffers, in order - no gather/scatter);
         states: the full buffers in :func:`state_specs` order; inputs_embeds [B, S, H] replaces the
         token embeddings (vision features already scattered in).
 
@@ -57,7 +58,7 @@ class Qwen35TextModel(nn.Module):
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         step = StepInputs.build(cache_start, valid_len, input_ids.shape[1])
         rotary = self.rotary(rotary_positions)
-        rows = [s.index_select(0, seq_ids) for s in states]
+        rows = states if seq_ids is None else [s.index_select(0, seq_ids) for s in states]
         new_rows: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             hidden, layer_states = layer(hidden, step, rotary, (rows[2 * i], rows[2 * i + 1]), self.ops)
@@ -66,5 +67,7 @@ class Qwen35TextModel(nn.Module):
             last = (valid_len - 1).clamp(min=0)
             hidden = hidden[torch.arange(hidden.shape[0]), last][:, None]
         logits = self.lm_head(self.norm(hidden)).float()
+        if seq_ids is None:  # every row took part: the new rows are the new buffers
+            return (logits if all_logits else logits[:, 0]), [row.to(full.dtype) for full, row in zip(states, new_rows)]
         new_states = [full.index_copy(0, seq_ids, row.to(full.dtype)) for full, row in zip(states, new_rows)]
         return (logits if all_logits else logits[:, 0]), new_states

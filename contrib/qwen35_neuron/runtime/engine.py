@@ -71,9 +71,9 @@ class TextEngine:
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, rotary_positions: torch.Tensor, cache_start: torch.Tensor,
-                valid_len: torch.Tensor, seq_ids: torch.Tensor, inputs_embeds: torch.Tensor | None = None,
+                valid_len: torch.Tensor, seq_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None = None,
                 all_logits: bool = False) -> torch.Tensor:
-        """Run one CTE or TKG call on rows ``seq_ids``; returns rank 0's logits."""
+        """Run one CTE or TKG call on rows ``seq_ids`` (None: all rows); returns rank 0's logits."""
         if inputs_embeds is not None:
             inputs_embeds = inputs_embeds.to(self.run.torch_dtype)
 

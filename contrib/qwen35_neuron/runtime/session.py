@@ -111,7 +111,7 @@ class GenerationSession:
         valid_len = torch.tensor([int(a) for a in active])
         deltas = torch.tensor([r.rope_delta for r in self.rows])
         logits = self.engine.forward(input_ids, text_rotary_positions(cache_start, 1, deltas), cache_start,
-                                     valid_len, torch.arange(len(self.rows)))
+                                     valid_len, None)  # every row: idle ones have valid_len 0
         self.last_logits = logits
         return advance_rows(self.rows, self.sampler(logits).tolist(), active)
 
