@@ -10,9 +10,9 @@ from tiny_models import make_engine
 from qwen35_neuron.model.export import example_step_inputs, export_step
 
 
-@pytest.mark.parametrize("length", [16, 1])
-def test_step_exports_and_matches_eager(tiny_dir, length):
-    engine = make_engine(tiny_dir, moe_impl="static", batch_size=2)
+@pytest.mark.parametrize("length, block", [(16, 128), (16, 4), (1, 128)])
+def test_step_exports_and_matches_eager(tiny_dir, length, block):
+    engine = make_engine(tiny_dir, moe_impl="static", batch_size=2, moe_block_size=block)
     model, specs = engine.models[0], engine.specs[0]
     torch.manual_seed(0)
     inputs = list(example_step_inputs(2, length, specs, engine.text.vocab_size))

@@ -37,8 +37,10 @@ def test_tokens_match_conditional_generation_text_only(name, checkpoint_dirs, hf
     _compare(make_engine(checkpoint_dirs[name]), hf_models(name, "conditional"), PROMPTS[:2])
 
 
-def test_static_moe_matches_transformers(tiny_dir, hf_models):
-    _compare(make_engine(tiny_dir, moe_impl="static"), hf_models("default", "causal"), PROMPTS[:1])
+@pytest.mark.parametrize("block", [128, 4])  # 128: all-experts prefill form; 4: dropless blockwise form
+def test_static_moe_matches_transformers(tiny_dir, hf_models, block):
+    _compare(make_engine(tiny_dir, moe_impl="static", moe_block_size=block), hf_models("default", "causal"),
+             PROMPTS[:2])
 
 
 def test_full_prompt_logits_match(tiny_dir, hf_models):

@@ -45,6 +45,7 @@ class NeuronSettings:
     deltanet_kernel: str = "ours"
     attention_kernel: str = "ours"
     gdr_chunk_size: int = 64
+    moe_block_size: int = 128  # "ours" MoE prefill: slots per expert block of the dropless blockwise form
     on_device_sampling: bool = False  # greedy (top_k 1) on device; off: logits come back to the host
     output_logits: bool = False
     save_sharded_checkpoint: bool = True  # shard once at compile time instead of at every load
@@ -72,6 +73,8 @@ class NeuronSettings:
                                      (self.attention_kernel, "attention_kernel", ATTENTION_KERNELS)):
             if value not in allowed:
                 raise UnsupportedConfigError(f"{name} {value!r} is not one of {allowed}")
+        if self.moe_block_size < 1:
+            raise UnsupportedConfigError(f"moe_block_size must be >= 1, got {self.moe_block_size}")
         if self.gdr_chunk_size < 1 or self.gdr_chunk_size & (self.gdr_chunk_size - 1):
             raise UnsupportedConfigError(f"gdr_chunk_size must be a power of two, got {self.gdr_chunk_size}")
         if self.output_logits and not self.on_device_sampling:

@@ -38,6 +38,7 @@ class RunConfig:
     max_seq_len: int = 256
     dtype: str = "float32"
     moe_impl: str = "eager"  # "eager": per-expert token groups (CPU speed); "static": traceable shapes
+    moe_block_size: int = 128  # slots per expert block of the static MoE's dropless blockwise prefill form
     gdr_chunk_size: int = 64
     vision_buckets: tuple[int, ...] = (1024, 4096)  # patch counts the vision tower is built for (dense [N, N] attention: keep N <= 4096)
 
@@ -64,6 +65,8 @@ class RunConfig:
             raise UnsupportedConfigError(f"dtype {self.dtype!r} is not supported (choose from {list(DTYPES)})")
         if self.moe_impl not in MOE_IMPLS:
             raise UnsupportedConfigError(f"moe_impl {self.moe_impl!r} is not one of {MOE_IMPLS}")
+        if self.moe_block_size < 1:
+            raise UnsupportedConfigError(f"moe_block_size must be >= 1, got {self.moe_block_size}")
         if self.gdr_chunk_size < 1 or self.gdr_chunk_size & (self.gdr_chunk_size - 1):
             raise UnsupportedConfigError(f"gdr_chunk_size must be a power of two, got {self.gdr_chunk_size}")
 

@@ -17,14 +17,14 @@ from .step import StepInputs
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: TextConfig, layer: int, provider: ParallelProvider, *, moe_impl: str,
-                 chunk_size: int) -> None:
+                 chunk_size: int, moe_block_size: int = 128) -> None:
         super().__init__()
         self.is_linear = config.layer_types[layer] == LINEAR_ATTENTION
         if self.is_linear:
             self.linear_attn = GatedDeltaNet(config, provider, chunk_size)
         else:
             self.self_attn = GatedAttention(config, provider)
-        self.mlp = SparseMoe(config, provider, moe_impl)
+        self.mlp = SparseMoe(config, provider, moe_impl, moe_block_size)
         self.input_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
 

@@ -5,7 +5,9 @@ Routed experts, by shapes only: with fewer routed (token, expert) pairs than exp
 chosen experts' weights are gathered by index - static, and the fastest form for a few tokens.
 With more (prefill) two formulations must agree:
 - ``eager``: each expert runs only on the tokens routed to it (CPU speed; data-dependent shapes).
-- ``static``: traceable fixed shapes: every expert runs on every token, weighted by a dense
+- ``static``: traceable fixed shapes. Dropless blocks: the (token, expert) pairs sorted by expert
+  into a static number of fixed-size blocks, each block one expert's (about P = N * k rows of
+  work); or, when that bound is not smaller, every expert on every token weighted by a dense
   routing matrix that is zero off the top-k.
 Under TP each rank holds every expert's slice of the intermediate dim; the routed and shared
 partial sums are added before the single all-reduce of the block.
@@ -38,11 +40,12 @@ class Router(nn.Module):
 class Experts(nn.Module):
     """gate_up_proj [E, 2I, H] (gate rows, then up rows) and down_proj [E, H, I], HF's fused layout."""
 
-    def __init__(self, num_experts: int, hidden: int, intermediate: int, impl: str) -> None:
+    def __init__(self, num_experts: int, hidden: int, intermediate: int, impl: str, block_size: int = 128) -> None:
         super().__init__()
         self.gate_up_proj = nn.Parameter(torch.zeros(num_experts, 2 * intermediate, hidden))
         self.down_proj = nn.Parameter(torch.zeros(num_experts, hidden, intermediate))
         self.impl = impl
+        self.block_size = block_size
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x [N, H]; weights, ids [N, k] -> weighted sum of the chosen experts' outputs [N, H]."""
@@ -50,6 +53,9 @@ class Experts(nn.Module):
             return self._gathered(x, weights, ids)
         if self.impl == "eager":
             return self._eager(x, weights, ids)
+        experts = self.gate_up_proj.shape[0]
+        if _num_blocks(ids.numel(), experts, self.block_size) * self.block_size < x.shape[0] * experts:
+            return self._blockwise(x, weights, ids)
         return self._all_experts(x, weights, ids)
 
     def _eager(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -76,12 +82,46 @@ class Experts(nn.Module):
         y = torch.einsum("nki,nkhi->nkh", F.silu(gate) * up, self.down_proj[ids])
         return (y * weights[..., None].to(y.dtype)).sum(dim=1)
 
+    def _blockwise(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Dropless fixed-capacity form: (token, expert) pairs sorted by expert into blocks of
+        ``block_size`` slots, every block one expert's (pads: a zero token with weight 0). The block
+        count is a static bound, ceil(P / block) + E, so the work is ~P rows, not N x E."""
+        tokens, top_k = ids.shape
+        experts, block = self.gate_up_proj.shape[0], self.block_size
+        pairs = tokens * top_k
+        num_blocks = _num_blocks(pairs, experts, block)
+        flat_ids = ids.reshape(-1)
+        order = flat_ids.argsort(stable=True)  # pairs grouped by expert
+        sorted_ids = flat_ids[order]
+        counts = F.one_hot(flat_ids, experts).sum(0)
+        blocks_of = (counts + block - 1) // block
+        first_block = blocks_of.cumsum(0) - blocks_of
+        first_pair = counts.cumsum(0) - counts
+        slot = first_block[sorted_ids] * block + torch.arange(pairs, device=x.device) - first_pair[sorted_ids]
+        token_of_slot = torch.full((num_blocks * block,), tokens, dtype=torch.long, device=x.device)
+        token_of_slot = token_of_slot.scatter(0, slot, order // top_k)
+        weight_of_slot = torch.zeros(num_blocks * block, dtype=weights.dtype, device=x.device)
+        weight_of_slot = weight_of_slot.scatter(0, slot, weights.reshape(-1)[order])
+        block_end = (first_block + blocks_of)[None, :]
+        block_expert = (torch.arange(num_blocks, device=x.device)[:, None] >= block_end).sum(1).clamp(max=experts - 1)
+        padded = torch.cat([x, x.new_zeros(1, x.shape[1])])
+        grouped = padded[token_of_slot].view(num_blocks, block, -1)
+        gate, up = torch.einsum("bth,bih->bti", grouped, self.gate_up_proj[block_expert]).chunk(2, dim=-1)
+        y = torch.einsum("bti,bhi->bth", F.silu(gate) * up, self.down_proj[block_expert]).reshape(-1, x.shape[1])
+        out = padded.new_zeros(padded.shape).index_add(0, token_of_slot, y * weight_of_slot[:, None].to(y.dtype))
+        return out[:tokens]
+
     def _all_experts(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         dense = torch.zeros(x.shape[0], self.gate_up_proj.shape[0], dtype=weights.dtype, device=x.device)
         dense = dense.scatter(1, ids, weights)  # [N, E], zero off the top-k
         gate, up = torch.einsum("nh,eih->nei", x, self.gate_up_proj).chunk(2, dim=-1)
         y = torch.einsum("nei,ehi->neh", F.silu(gate) * up, self.down_proj)
         return (y * dense[..., None].to(y.dtype)).sum(dim=1)
+
+
+def _num_blocks(pairs: int, experts: int, block: int) -> int:
+    """Static bound on the blocks of the blockwise form: every expert may leave one block part-filled."""
+    return -(-pairs // block) + experts
 
 
 class SharedExpert(nn.Module):
@@ -98,12 +138,13 @@ class SharedExpert(nn.Module):
 
 
 class SparseMoe(nn.Module):
-    def __init__(self, config: TextConfig, provider: ParallelProvider, impl: str) -> None:
+    def __init__(self, config: TextConfig, provider: ParallelProvider, impl: str, block_size: int = 128) -> None:
         super().__init__()
         tp, hidden = provider.tp_degree, config.hidden_size
         self.gate = Router(config.num_experts, hidden, config.num_experts_per_tok)
         self.experts = Experts(config.num_experts, hidden,
-                               local_size(config.moe_intermediate_size, tp, "moe_intermediate_size"), impl)
+                               local_size(config.moe_intermediate_size, tp, "moe_intermediate_size"), impl,
+                               block_size)
         self.shared_expert = SharedExpert(
             hidden, local_size(config.shared_expert_intermediate_size, tp, "shared_expert_intermediate_size"))
         self.shared_expert_gate = nn.Linear(hidden, 1, bias=False)

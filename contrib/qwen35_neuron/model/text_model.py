@@ -23,13 +23,13 @@ from .step import StepInputs
 
 class Qwen35TextModel(nn.Module):
     def __init__(self, config: TextConfig, provider: ParallelProvider, *, moe_impl: str = "eager",
-                 chunk_size: int = 64, ops: ModelOps = TORCH_OPS) -> None:
+                 chunk_size: int = 64, ops: ModelOps = TORCH_OPS, moe_block_size: int = 128) -> None:
         super().__init__()
         self.config = config
         self.ops = ops
         self.embed_tokens = provider.embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, provider, moe_impl=moe_impl, chunk_size=chunk_size)
+            DecoderLayer(config, i, provider, moe_impl=moe_impl, chunk_size=chunk_size, moe_block_size=moe_block_size)
             for i in range(config.num_hidden_layers)
         )
         self.norm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)

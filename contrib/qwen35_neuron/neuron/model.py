@@ -84,6 +84,7 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         provider = NxdProvider(settings.tp_degree, config.neuron_config.torch_dtype,
                                gather_logits=not self.on_device_sampling)
         core = Qwen35TextModel(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
+                               moe_block_size=settings.moe_block_size,
                                ops=neuron_ops(settings, text))
         if settings.moe_backend == "nxd":
             from .nxd_moe import use_nxd_moe  # lazy: NxD's MoE modules load only when chosen

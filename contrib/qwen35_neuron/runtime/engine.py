@@ -47,7 +47,8 @@ def build_rank_models(text: TextConfig, run: RunConfig,
     converted = dict(convert_text_state_dict(state_dict, text, tp))  # the Neuron checkpoint layout
     models = []
     for provider in providers:
-        model = Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops)
+        model = Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops,
+                                moe_block_size=run.moe_block_size)
         model.load_state_dict({name: rank_slice(name, t, tp, provider.rank) for name, t in converted.items()},
                               strict=True)
         models.append(model.to(run.torch_dtype).eval())
