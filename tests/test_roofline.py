@@ -82,12 +82,19 @@ def test_scaling_with_tp_and_batch(big):
     assert long.hbm_by_part["KV cache (10 layers x 32768)"] == 10 * 2 * 1 * 32768 * 256 * 2
 
 
-def test_rank_shapes_follow_nxdi_gqa_rule(big):
+def test_rank_shapes_follow_our_sharding(big):
     assert RankShapes.of(big.text, 2).kv_heads == 1      # 2 KV heads over 2 ranks
     assert RankShapes.of(big.text, 8).kv_heads == 1      # replicated up to TP 8
     assert RankShapes.of(big.text, 16).q_heads == 1
-    with pytest.raises(UnsupportedConfigError, match="linear_num_key_heads"):
+    with pytest.raises(UnsupportedConfigError, match="num_attention_heads 16 is not divisible by tp_degree 32"):
         RankShapes.of(big.text, 32)
+
+
+def test_deltanet_key_heads_replicate_beyond_their_count():
+    from qwen35_neuron.testing.family_configs import QWEN35_397B
+
+    shapes = RankShapes.of(parse_model_config(QWEN35_397B).text, 32)  # 16 DeltaNet key heads, TP 32
+    assert shapes.linear_key_heads == 1 and shapes.linear_value_heads == 2 and shapes.kv_heads == 1
 
 
 def test_bad_inputs_are_reported(big):

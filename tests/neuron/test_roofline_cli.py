@@ -35,7 +35,7 @@ def test_default_tp_comes_from_the_instance_and_big_models_do_not_fit(tmp_path, 
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--tp", "3"], "TP 3 does not divide"),
+    (["--tp", "3"], "tp_degree 3"),
     (["--tp", "8", "--instance", "trn2.3xlarge"], "does not fit trn2.3xlarge"),
     (["--buckets", "128,x"], "--buckets"),
 ])

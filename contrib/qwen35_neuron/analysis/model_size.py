@@ -9,11 +9,10 @@ replicated up to the TP degree when there are fewer KV heads than ranks (NxDI's 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ..config import TextConfig, VisionConfig
-from ..errors import UnsupportedConfigError
+from ..parallel.sharding import check_tp_supported, head_shard
 
 
 @dataclass(frozen=True)
@@ -103,30 +102,18 @@ class RankShapes:
 
     @classmethod
     def of(cls, t: TextConfig, tp: int) -> "RankShapes":
-        for name, heads in (("linear_num_key_heads", t.linear_num_key_heads),
-                            ("linear_num_value_heads", t.linear_num_value_heads)):
-            if heads % tp:
-                raise UnsupportedConfigError(
-                    f"TP {tp} does not divide {name}={heads}: DeltaNet heads are split over ranks, "
-                    "choose a TP degree that divides both DeltaNet head counts"
-                )
-        if t.num_key_value_heads >= tp:
-            if t.num_key_value_heads % tp:
-                raise UnsupportedConfigError(f"TP {tp} does not divide num_key_value_heads={t.num_key_value_heads}")
-            kv = t.num_key_value_heads // tp
-        elif tp % t.num_key_value_heads == 0:
-            kv = 1  # replicated to the TP degree
-        else:
-            kv = math.ceil(t.num_attention_heads / tp)  # NxDI falls back to MHA
+        """The shapes our TP sharding (:mod:`qwen35_neuron.parallel.sharding`) gives one rank: heads
+        split evenly, KV heads and DeltaNet key heads replicated when fewer than ``tp``."""
+        check_tp_supported(t, tp)
         return cls(
             tp=tp,
-            q_heads=math.ceil(t.num_attention_heads / tp),
-            kv_heads=kv,
-            linear_key_heads=t.linear_num_key_heads // tp,
+            q_heads=t.num_attention_heads // tp,
+            kv_heads=head_shard(t.num_key_value_heads, tp, 0, "num_key_value_heads").count,
+            linear_key_heads=head_shard(t.linear_num_key_heads, tp, 0, "linear_num_key_heads").count,
             linear_value_heads=t.linear_num_value_heads // tp,
-            expert_intermediate=math.ceil(t.moe_intermediate_size / tp),
-            shared_intermediate=math.ceil(t.shared_expert_intermediate_size / tp),
-            vocab=math.ceil(t.vocab_size / tp),
+            expert_intermediate=t.moe_intermediate_size // tp,
+            shared_intermediate=t.shared_expert_intermediate_size // tp,
+            vocab=t.vocab_size // tp,
         )
 
     def attention_layer(self, t: TextConfig) -> int:
