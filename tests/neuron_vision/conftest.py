@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from qwen35_neuron.config import load_model_config
+from qwen35_neuron.testing.images import write_random_images
 from qwen35_neuron.vision.compiled import compile_towers
 from qwen35_neuron.vl import processor_for_vision, write_preprocessor_config
 from qwen35_neuron.vl.vision_runner import load_vision_tower
@@ -27,11 +26,7 @@ def nv_model_dir(tiny_dir, tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def nv_images(tmp_path_factory) -> dict[str, str]:
     directory = tmp_path_factory.mktemp("nv-images")
-    rng = np.random.default_rng(11)
-    paths = {}
-    for name, (height, width) in IMAGE_SIZES.items():
-        paths[name] = str(directory / f"{name}.png")
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(paths[name])
+    paths = write_random_images(directory, IMAGE_SIZES, seed=11)
     return paths
 
 

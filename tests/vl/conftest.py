@@ -6,10 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from qwen35_neuron.testing.images import write_random_images
 from qwen35_neuron.testing.reference import hf_greedy
 from qwen35_neuron.config import load_model_config
 from qwen35_neuron.testing.tokenizer import write_tiny_tokenizer
@@ -33,11 +32,7 @@ def vl_dir(tiny_dir, tmp_path_factory) -> str:
 def images(tmp_path_factory) -> dict[str, str]:
     """Seeded random RGB PNGs, plus a file that is not an image."""
     directory = tmp_path_factory.mktemp("vl-images")
-    rng = np.random.default_rng(7)
-    paths = {}
-    for name, (height, width) in IMAGE_SIZES.items():
-        paths[name] = str(directory / f"{name}.png")
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(paths[name])
+    paths = write_random_images(directory, IMAGE_SIZES, seed=7)
     paths["broken"] = str(directory / "broken.png")
     Path(paths["broken"]).write_bytes(b"this is not a PNG")
     return paths

@@ -14,13 +14,12 @@ import dataclasses
 import tempfile
 import time
 
-import numpy as np
 import torch
-from PIL import Image
 
 from ..config import RunConfig, load_model_config
 from ..runtime.loading import load_engine
 from ..runtime.session import generate
+from ..testing.images import write_random_images
 from ..testing.reference import hf_greedy, quiet_transformers
 from ..testing.tiny import build_tiny_checkpoint, load_hf_reference, tiny_config_dict
 from ..vision.preprocess import preprocess_images
@@ -135,10 +134,5 @@ def _max_logit_diff(ours: list[torch.Tensor], hf_logits: torch.Tensor) -> float:
 
 def _demo_images(directory: str) -> list[str]:
     """Seeded random RGB images written as PNG files (the CLI path reads files)."""
-    rng = np.random.default_rng(0)
-    paths = []
-    for index, (height, width) in enumerate(DEMO_IMAGE_SIZES):
-        path = f"{directory}/demo-image-{index}.png"
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
-        paths.append(path)
-    return paths
+    sizes = {f"demo-image-{i}": size for i, size in enumerate(DEMO_IMAGE_SIZES)}
+    return list(write_random_images(directory, sizes, seed=0).values())
