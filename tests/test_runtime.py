@@ -155,3 +155,25 @@ def test_a_full_cache_finishes_the_row(tiny_dir):
     assert session.decode()[0] is not None  # writes position 30
     assert session.decode()[0] is not None  # writes position 31: the cache is full now
     assert session.decode()[0] is None and not session.rows[0].active
+
+
+def test_decode_at_the_fused_gate_boundary_equals_the_layer_path(tiny_dir):
+    """ModelOps.gdr_decode_gated (gdn_tkg's op boundary, used by the fused kernels) with its twin gives
+    the same tokens as the layer's own gates and norm, and idle rows still keep their state."""
+    import dataclasses
+
+    from qwen35_neuron.model.deltanet import gated_decode
+    from qwen35_neuron.model.ops import TORCH_OPS
+
+    plain = generate(make_engine(tiny_dir), [list(p) for p in PROMPTS], NEW, eos_token_ids=())
+    engine = make_engine(tiny_dir)
+    engine.models[0].ops = dataclasses.replace(TORCH_OPS, gdr_decode_gated=gated_decode)
+    fused = generate(engine, [list(p) for p in PROMPTS], NEW, eos_token_ids=())
+    assert fused.tokens == plain.tokens
+    assert max((torch.stack(a) - torch.stack(b)).abs().max().item() for a, b in zip(fused.logits, plain.logits)) < 1e-5
+    session = GenerationSession(engine)
+    session.prefill([list(PROMPTS[0]), list(PROMPTS[1])])
+    before = [s.clone() for s in engine.states[0]]
+    session.finish(1)
+    session.decode()
+    assert all(torch.equal(b[1], a[1]) for b, a in zip(before, engine.states[0]))

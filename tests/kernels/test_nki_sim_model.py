@@ -34,10 +34,11 @@ def test_head_dim_256_model_on_emulated_kernels_matches_transformers(checkpoint_
         assert ours.tokens[row] == tokens
         assert (torch.stack(ours.logits[row]) - logits).abs().max() < 2e-4
     kinds = {name for name, _ in launches}
-    assert {"gdn_prefill", "gdn_decode", "causal_conv1d_cte", "flash_attention_d256"} <= kinds
+    assert {"gdn_prefill", "gdn_decode_fused", "causal_conv1d_cte", "flash_attention_d256"} <= kinds
     linear, full = len(config.text.linear_layer_ids), len(config.text.full_attention_layer_ids)
     counts = {kind: sum(1 for name, _ in launches if name == kind) for kind in kinds}
-    assert counts["gdn_prefill"] == linear and counts["gdn_decode"] == linear * (NEW - 1)
+    # decode runs at gdn_tkg's boundary: gates and the gated RMSNorm inside the fused kernel
+    assert counts["gdn_prefill"] == linear and counts["gdn_decode_fused"] == linear * (NEW - 1)
     assert counts["flash_attention_d256"] == full * NEW
 
 

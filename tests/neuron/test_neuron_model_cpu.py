@@ -152,12 +152,13 @@ class TwinKernels:
     """Stand-in for ``kernels.ops.load_kernel``: each kernel is its twin; launches are recorded."""
 
     def __init__(self):
-        from qwen35_neuron.model import attention_core, causal_conv, gated_delta_rule as gdr
+        from qwen35_neuron.model import attention_core, causal_conv, deltanet, gated_delta_rule as gdr
 
         self.twins = {
             "gdn_prefill": lambda *a: gdr.chunked_gated_delta_rule(*a, 8),
             "gdn_prefill_bf16": lambda *a: gdr.chunked_gated_delta_rule(*a, 8),
             "gdn_decode": gdr.recurrent_gated_delta_rule,
+            "gdn_decode_fused": deltanet.gated_decode,
             "flash_attention_d256": lambda q, k, v, pos, scale, offset: attention_core.causal_gqa_attention(
                 q, k, v, pos, scale),
             "causal_conv1d_cte": causal_conv.causal_conv1d,
@@ -193,7 +194,9 @@ def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, check
     assert generate_direct(driver, prompts, 4).tokens == generate(make_engine(checkpoint_dirs["default"]), prompts, 4,
                                                                   eos_token_ids=()).tokens
     launched = {name for name, _ in kernels.launches}
-    assert launched == {"gdn_prefill", "gdn_decode", "flash_attention_d256", "causal_conv1d_cte", "causal_conv1d_tkg"}
+    # decode runs at gdn_tkg's boundary: the fused kernel (gates + gated RMSNorm folded in)
+    assert launched == {"gdn_prefill", "gdn_decode_fused", "flash_attention_d256", "causal_conv1d_cte",
+                        "causal_conv1d_tkg"}
     assert {grid for _, grid in kernels.launches} == {2}
 
 
@@ -253,3 +256,36 @@ def test_nkilib_prefill_adapter_layout(fake_sdk_modules):
     out, new = _nkilib_prefill(GdnCte(), 2)(q, k, v, g, beta, state, 4)
     ref_out, ref_state = chunked_gated_delta_rule(q, k, v, g, beta, state, 4)
     assert torch.allclose(out[0], ref_out[0], atol=1e-5) and torch.allclose(new, ref_state, atol=1e-5)
+
+
+def test_nkilib_decode_adapter_layout(fake_sdk_modules):
+    """gdn_tkg works on [B*Hv, D] rows with raw gates; the adapter's reshapes and GQA expansion must give
+    the gated-decode twin's result."""
+    from qwen35_neuron.model.deltanet import gated_decode
+    from qwen35_neuron.neuron.kernel_ops import _nkilib_decode
+
+    class GdnTkg:  # gdn_tkg's contract per the 2.33 nki-library docs, built from the twin on single heads
+        def __getitem__(self, grid):
+            def run(q, k, v, b, a, a_log, dt_bias, z, norm_weight, state_in):
+                outs, states = [], []
+                for row in range(q.shape[0]):  # row = batch * num_v_heads + head
+                    h, one = row % a_log.shape[0], slice(row, row + 1)
+                    out, state = gated_decode(q[one, None, None], k[one, None, None], v[one, None, None],
+                                              a[one, None, None], b[one, None, None], a_log[h:h + 1],
+                                              dt_bias[h:h + 1], z[one, None, None], norm_weight,
+                                              state_in[one, None], 1e-6)
+                    outs.append(out[0, 0, 0])
+                    states.append(state[0, 0])
+                return torch.stack(outs), torch.stack(states)
+            return run
+
+    gen = torch.Generator().manual_seed(3)
+    batch, k_heads, heads, dim = 2, 2, 4, 8
+    q, k = (torch.randn(batch, 1, k_heads, dim, generator=gen) for _ in range(2))
+    v, z = (torch.randn(batch, 1, heads, dim, generator=gen) for _ in range(2))
+    a, b = (torch.randn(batch, 1, heads, generator=gen) for _ in range(2))
+    a_log, dt_bias, weight = torch.rand(heads, generator=gen), torch.randn(heads, generator=gen), torch.rand(dim)
+    state = torch.randn(batch, heads, dim, dim, generator=gen)
+    got, got_state = _nkilib_decode(GdnTkg(), 2)(q, k, v, a, b, a_log, dt_bias, z, weight, state, 1e-6)
+    want, want_state = gated_decode(q, k, v, a, b, a_log, dt_bias, z, weight, state, 1e-6)
+    assert (got - want).abs().max() < 1e-5 and (got_state - want_state).abs().max() < 1e-5

@@ -93,6 +93,17 @@ def gdr_decode_op(run: Callable) -> Callable:
     return op
 
 
+def gdr_decode_gated_op(run: Callable) -> Callable:
+    """(q, k, v, a, b, A_log, dt_bias, z, norm_weight, state, eps) -> (normed out, state fp32)."""
+    def op(q, k, v, a, b, a_log, dt_bias, z, norm_weight, state, eps):
+        out, new_state = run("gdn_decode_fused", q.contiguous(), k.contiguous(), v.contiguous(),
+                             a.float().contiguous(), b.float().contiguous(), a_log.float().contiguous(),
+                             dt_bias.float().contiguous(), z.contiguous(), norm_weight.float().contiguous(),
+                             state.float().contiguous(), float(eps))
+        return out.to(v.dtype), new_state.float()
+    return op
+
+
 def conv_op(run: Callable) -> Callable:
     """(x [B,S,C], conv_state [B,C,K-1], weight [C,K], valid_len [B]) -> (y, new_state).
     Channels are zero-padded to a multiple of 128 (the kernels' tile) and cut back."""
@@ -122,7 +133,8 @@ def attention_op(run: Callable) -> Callable:
 def kernel_ops(run: Callable, prefill_kernel: str = "gdn_prefill", name: str = "nki") -> ModelOps:
     """A ModelOps table whose every entry launches one of our kernels through `run`."""
     return ModelOps(gdr_prefill=gdr_prefill_op(run, prefill_kernel), gdr_decode=gdr_decode_op(run),
-                    causal_conv=conv_op(run), attention=attention_op(run), name=name)
+                    gdr_decode_gated=gdr_decode_gated_op(run), causal_conv=conv_op(run),
+                    attention=attention_op(run), name=name)
 
 
 def nki_sim_ops(prefill_kernel: str = "gdn_prefill", lnc: int = 1,

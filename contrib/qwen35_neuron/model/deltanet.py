@@ -14,9 +14,21 @@ from torch import nn
 from ..config import TextConfig
 from ..parallel.providers import ParallelProvider
 from ..parallel.sharding import head_shard
-from .norms import GatedRMSNorm
+from .gated_delta_rule import recurrent_gated_delta_rule
+from .norms import GatedRMSNorm, gated_rms_norm
 from .ops import ModelOps
 from .step import StepInputs
+
+
+def gated_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                 a_log: torch.Tensor, dt_bias: torch.Tensor, z: torch.Tensor, norm_weight: torch.Tensor,
+                 state: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode at gdn_tkg's op boundary, composed from the model's own pieces: gates from the raw
+    projections (beta = sigmoid(b), g = -exp(A_log) softplus(a + dt_bias)), the recurrent gated
+    delta rule, then the gated RMSNorm. Returns (normed out in v's dtype, new fp32 state)."""
+    g = -a_log.float().exp() * F.softplus(a.float() + dt_bias.float())
+    core, new_state = recurrent_gated_delta_rule(q, k, v, g, b.float().sigmoid(), state)
+    return gated_rms_norm(core.to(v.dtype), z, norm_weight, eps), new_state
 
 
 class _ConvWeight(nn.Module):
@@ -60,14 +72,19 @@ class GatedDeltaNet(nn.Module):
         q = q.reshape(batch, length, self.num_k_heads, self.head_k_dim)
         k = k.reshape(batch, length, self.num_k_heads, self.head_k_dim)
         v = v.reshape(batch, length, self.num_v_heads, self.head_v_dim)
-        beta = torch.sigmoid(self.in_proj_b(x).float()) * valid.float()
-        g = -self.A_log.float().exp() * F.softplus(self.in_proj_a(x).float() + self.dt_bias.float())
-        g = g * valid.float()
         state = recurrent_state * keep.to(recurrent_state.dtype)[..., None]
+        z = self.in_proj_z(x).reshape(batch, length, self.num_v_heads, self.head_v_dim)
+        b, a = self.in_proj_b(x), self.in_proj_a(x)
+        if length == 1 and ops.gdr_decode_gated is not None:  # static: gates + norm folded in one op
+            out, new_state = ops.gdr_decode_gated(q, k, v, a, b, self.A_log, self.dt_bias, z, self.norm.weight,
+                                                  state, self.norm.eps)
+            new_state = torch.where(step.valid[:, 0, None, None, None], new_state, state)  # idle rows keep theirs
+            return self.out_proj(out.reshape(batch, length, -1)), conv_state, new_state.to(recurrent_state.dtype)
+        beta = torch.sigmoid(b.float()) * valid.float()
+        g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float()) * valid.float()
         if length == 1:  # static: decode graphs have one slot per row
             out, state = ops.gdr_decode(q, k, v, g, beta, state)
         else:
             out, state = ops.gdr_prefill(q, k, v, g, beta, state, self.chunk_size)
-        z = self.in_proj_z(x).reshape(batch, length, self.num_v_heads, self.head_v_dim)
         out = self.norm(out.to(x.dtype), z).reshape(batch, length, -1)
         return self.out_proj(out), conv_state, state.to(recurrent_state.dtype)

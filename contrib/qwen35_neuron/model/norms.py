@@ -29,6 +29,12 @@ class OffsetRMSNorm(nn.Module):
         return (_rms_normalize(x, self.eps) * (1.0 + self.weight.float())).to(x.dtype)
 
 
+def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """norm(x) * w * silu(gate), returned in x's dtype (normalised in fp32, scaled in x's dtype)."""
+    normed = weight * _rms_normalize(x, eps).to(x.dtype)
+    return (normed * F.silu(gate.float())).to(x.dtype)
+
+
 class GatedRMSNorm(nn.Module):
     """y = norm(x) * w * silu(z): DeltaNet's per-head output norm, gated by the z projection."""
 
@@ -38,5 +44,4 @@ class GatedRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        normed = self.weight * _rms_normalize(x, self.eps).to(x.dtype)
-        return (normed * F.silu(gate.float())).to(x.dtype)
+        return gated_rms_norm(x, gate, self.weight, self.eps)

@@ -22,6 +22,9 @@ class ModelOps:
 
     gdr_prefill: Callable = chunked_gated_delta_rule  # (q, k, v, g, beta, state, chunk_size) -> (o, state)
     gdr_decode: Callable = recurrent_gated_delta_rule  # (q, k, v, g, beta, state) -> (o, state)
+    # Optional decode at gdn_tkg's boundary (gates from raw a/b, gated RMSNorm folded in); twin:
+    # model.deltanet.gated_decode. None: decode uses gdr_decode and the layer's own gates and norm.
+    gdr_decode_gated: Callable | None = None  # (q, k, v, a, b, A_log, dt_bias, z, w, state, eps) -> (o, state)
     causal_conv: Callable = causal_conv1d  # (x, conv_state, weight, valid_len) -> (y, state)
     attention: Callable = causal_gqa_attention  # (q, k, v, q_positions, scale) -> o
     name: str = "torch"

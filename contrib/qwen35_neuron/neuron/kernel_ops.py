@@ -7,10 +7,11 @@ on the XLA tensors of the traced graph - is the other. So the Neuron graphs run 
 code the emulator tests cover. When the kernels package offers a ready ``neuron_ops(lnc)`` it wins.
 
 An op whose kernel cannot be had, or whose choice is ``"torch"``, runs its PyTorch twin and says
-so in one log line. ``deltanet_kernel="nkilib"`` uses nki-library's ``gdn_cte`` for prefill when
-the installed nkilib has it (read at nki-library e9ef98fc, a 2.33-era tree: not part of the pinned
-2.29 SDK, so unverified); decode then still uses ours, because nki-library's ``gdn_tkg`` takes the
-raw gate inputs and fuses the output norm, a different op boundary from ``ModelOps.gdr_decode``.
+so in one log line. ``deltanet_kernel="nkilib"`` uses nki-library's ``gdn_cte`` for prefill and
+``gdn_tkg`` for decode when the installed nkilib has them (their signatures read from the 2.33
+nki-library docs, a newer tree than the pinned 2.29 SDK: unverified). Decode runs at ``gdn_tkg``'s op
+boundary, ``ModelOps.gdr_decode_gated`` (raw gate inputs in, gated RMSNorm folded), for our fused
+kernel and for theirs alike.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 KERNEL_OPS = "qwen35_neuron.kernels.ops"
 NKILIB_GDN = ("nkilib.experimental.gdn", "gdn_cte")
-OPS = ("gdr_prefill", "gdr_decode", "attention", "causal_conv")
-_LAYOUTS = {"gdr_prefill": "gdr_prefill_op", "gdr_decode": "gdr_decode_op", "attention": "attention_op",
-            "causal_conv": "conv_op"}
+NKILIB_GDN_TKG = ("nkilib.experimental.gdn", "gdn_tkg")
+OPS = ("gdr_prefill", "gdr_decode", "gdr_decode_gated", "attention", "causal_conv")
+_LAYOUTS = {"gdr_prefill": "gdr_prefill_op", "gdr_decode": "gdr_decode_op",
+            "gdr_decode_gated": "gdr_decode_gated_op", "attention": "attention_op", "causal_conv": "conv_op"}
 
 
 class NeuronRunner:
@@ -79,6 +81,24 @@ def _nkilib_prefill(kernel: Callable, lnc: int) -> Callable:
         out, new_state = kernel[lnc](qn, kn, flat(v), gates[0], gates[1], scale=dk ** -0.5)
         out = out.reshape(batch, heads, length, dv).permute(0, 2, 1, 3).float()
         return out, new_state.reshape(batch, heads, dk, dv).float() + state.float()
+    return op
+
+
+def _nkilib_decode(kernel: Callable, lnc: int) -> Callable:
+    """gdn_tkg on [B*Hv, D] rows (GQA expanded; raw q/k, gates and z): the gdr_decode_gated boundary,
+    one token per row (decode graphs have length 1)."""
+    def op(q, k, v, a, b, a_log, dt_bias, z, norm_weight, state, eps):
+        batch, _, k_heads, dk = q.shape
+        heads, dv = v.shape[2], v.shape[3]
+        rep = heads // k_heads
+
+        def rows(x: torch.Tensor) -> torch.Tensor:  # [B, 1, H, D] or [B, 1, H] -> [B*H, D] or [B*H]
+            return x[:, 0].reshape(batch * heads, *x.shape[3:])
+
+        out, new_state = kernel[lnc](rows(q.repeat_interleave(rep, dim=2)), rows(k.repeat_interleave(rep, dim=2)),
+                                     rows(v), rows(b).float(), rows(a).float(), a_log.float(), dt_bias.float(),
+                                     rows(z), norm_weight, state.reshape(batch * heads, dk, dv).float())
+        return out.reshape(batch, 1, heads, dv).to(v.dtype), new_state.reshape(batch, heads, dk, dv).float()
     return op
 
 
@@ -133,8 +153,15 @@ def _resolve(name: str, settings: NeuronSettings, text: TextConfig, table) -> Ca
             return _nkilib_prefill(kernel, settings.lnc)
         why = where if kernel is None else "it needs equal DeltaNet head dims <= 128"
         logger.warning("qwen35_neuron: nki-library's gdn_cte cannot be used (%s); using ours", why)
+    if name == "gdr_decode_gated" and choice == "nkilib":
+        kernel, where = _find((NKILIB_GDN_TKG,))
+        if kernel is not None and dims_ok:
+            logger.info("qwen35_neuron: gdr_decode_gated runs nki-library's %s[%d]", where, settings.lnc)
+            return _nkilib_decode(kernel, settings.lnc)
+        why = where if kernel is None else "it needs DeltaNet head dims <= 128"
+        logger.warning("qwen35_neuron: nki-library's gdn_tkg cannot be used (%s); using ours", why)
     op = table[name] if isinstance(table, dict) else getattr(table, name)
-    if name in ("gdr_prefill", "gdr_decode") and not dims_ok:
+    if name in ("gdr_prefill", "gdr_decode", "gdr_decode_gated") and not dims_ok:
         op = "our gated-delta-rule kernels take head dims up to 128"
     if isinstance(op, str) or op is None:
         logger.warning("qwen35_neuron: no NKI kernel for %s (%s): it runs the PyTorch twin on Neuron", name, op)
