@@ -177,3 +177,25 @@ def test_decode_at_the_fused_gate_boundary_equals_the_layer_path(tiny_dir):
     session.finish(1)
     session.decode()
     assert all(torch.equal(b[1], a[1]) for b, a in zip(before, engine.states[0]))
+
+
+def test_seeded_sampling_is_per_request(tiny_dir):
+    """Each request samples from its own generator: a prompt's sampled tokens are the same alone or
+    beside another prompt (design: row b's outputs depend only on row b)."""
+    engine = make_engine(tiny_dir)
+    params = SamplingParams(do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=3)
+    alone = generate(engine, [list(PROMPTS[0])], NEW, params, eos_token_ids=()).tokens[0]
+    batched = generate(engine, [list(PROMPTS[1]), list(PROMPTS[0])], NEW, params, eos_token_ids=()).tokens
+    assert batched[1] == alone
+
+
+def test_a_row_without_tokens_keeps_its_state_even_at_position_zero(tiny_dir):
+    """An idle row keeps its DeltaNet state whatever cache position a caller sends with it."""
+    engine = make_engine(tiny_dir)
+    session = GenerationSession(engine)
+    session.prefill([list(PROMPTS[0]), list(PROMPTS[1])])
+    before = [s.clone() for s in engine.states[0]]
+    ids, start = torch.tensor([[5], [0]]), torch.tensor([5, 0])  # row 1: no token, position 0
+    engine.forward(ids, text_rotary_positions(start, 1, torch.zeros(2, dtype=torch.long)), start,
+                   torch.tensor([1, 0]), torch.tensor([0, 1]))
+    assert all(torch.equal(b[1], a[1]) for b, a in zip(before, engine.states[0]))

@@ -19,7 +19,7 @@ class StepInputs:
     valid_len: torch.Tensor  # [B] long: real tokens in this call
     positions: torch.Tensor  # [B, S] long: cache position of each slot
     valid: torch.Tensor  # [B, S] bool: slot holds a real token
-    continuing: torch.Tensor  # [B] bool: the row continues earlier context (else its state resets)
+    continuing: torch.Tensor  # [B] bool: the row keeps its state (else it resets: a new request)
 
     @classmethod
     def build(cls, cache_start: torch.Tensor, valid_len: torch.Tensor, length: int) -> "StepInputs":
@@ -29,7 +29,9 @@ class StepInputs:
             valid_len=valid_len,
             positions=cache_start[:, None] + slots,
             valid=slots[None, :] < valid_len[:, None],
-            continuing=cache_start > 0,
+            # a row resets only when a new request starts in it (real tokens at cache position 0);
+            # a row with no tokens in this call keeps its state whatever its position says
+            continuing=(cache_start > 0) | (valid_len == 0),
         )
 
     @property

@@ -27,24 +27,39 @@ class SamplingParams:
 
 
 class Sampler:
-    """Stateful only through its seeded generator, so a run is reproducible."""
+    """Greedy, or seeded sampling with one generator per row: each request's generator is seeded
+    with ``seed`` when it starts, so its samples depend only on its own logits - the same whether it
+    runs alone or beside others, in any row."""
 
     def __init__(self, params: SamplingParams) -> None:
         self.params = params
-        self.generator = torch.Generator().manual_seed(params.seed)
+        self.generators: dict[int, torch.Generator] = {}
 
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        """logits [B, V] -> token ids [B]."""
+    def start(self, rows: list[int]) -> None:
+        """New requests in ``rows``: fresh generators."""
+        for row in rows:
+            self.generators[row] = torch.Generator().manual_seed(self.params.seed)
+
+    def __call__(self, logits: torch.Tensor, rows: list[int]) -> list[int]:
+        """logits [len(rows), V] -> one token id per row of ``rows``."""
         if not self.params.do_sample:
-            return logits.argmax(dim=-1)
-        scores = logits.float() / self.params.temperature
+            return logits.argmax(dim=-1).tolist()
+        probs = self._filtered(logits.float() / self.params.temperature).softmax(dim=-1)
+        return [int(torch.multinomial(p, 1, generator=self._generator(row))) for p, row in zip(probs, rows)]
+
+    def _generator(self, row: int) -> torch.Generator:
+        if row not in self.generators:
+            self.start([row])
+        return self.generators[row]
+
+    def _filtered(self, scores: torch.Tensor) -> torch.Tensor:
+        """Top-k, then top-p (the token that crosses p is kept) on temperature-scaled scores."""
         if self.params.top_k > 0:
             kth = scores.topk(min(self.params.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
             scores = scores.masked_fill(scores < kth, float("-inf"))
         if self.params.top_p < 1.0:
             sorted_scores, order = scores.sort(dim=-1, descending=True)
-            cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
-            drop = cumulative - sorted_scores.softmax(dim=-1) >= self.params.top_p  # keep the token crossing p
+            probs = sorted_scores.softmax(dim=-1)
+            drop = probs.cumsum(dim=-1) - probs >= self.params.top_p
             scores = scores.scatter(-1, order, sorted_scores.masked_fill(drop, float("-inf")))
-        probs = scores.softmax(dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        return scores

@@ -96,7 +96,8 @@ class GenerationSession:
         logits = self.engine.forward(input_ids, rotary_positions, cache_start, valid_len,
                                      torch.tensor(rows), inputs_embeds=inputs_embeds)
         self.last_logits = logits
-        tokens = self.sampler(logits).tolist()
+        self.sampler.start(rows)
+        tokens = self.sampler(logits, rows)
         for row, prompt, token, delta in zip(rows, prompts, tokens, deltas):
             self.rows[row] = RowState(length=len(prompt), rope_delta=delta, next_token=token, active=True)
         return tokens
@@ -113,7 +114,9 @@ class GenerationSession:
         logits = self.engine.forward(input_ids, text_rotary_positions(cache_start, 1, deltas), cache_start,
                                      valid_len, None)  # every row: idle ones have valid_len 0
         self.last_logits = logits
-        return advance_rows(self.rows, self.sampler(logits).tolist(), active)
+        live = [row for row, is_active in enumerate(active) if is_active]
+        sampled = dict(zip(live, self.sampler(logits[live], live))) if live else {}
+        return advance_rows(self.rows, [sampled.get(row, 0) for row in range(len(self.rows))], active)
 
     def finish(self, row: int) -> None:
         self.rows[row].active = False
