@@ -115,3 +115,22 @@ def test_prompt_text_goes_through_the_tokenizer(capsys, tiny_dir, tmp_path):
     assert json.loads(out) == json.loads(by_ids)
     code, out, _ = _run(capsys, "generate", "--model", str(model), "--prompt", "hello", "--max-new-tokens", "3")
     assert code == 0 and out.startswith("[0] [")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["kernels", "--tp", "3"], "--tp 3 does not split"),
+    (["kernels", "--tp", "0"], "--tp 0 does not split"),
+    (["kernels", "--seq", "0"], "--seq and --batch must be >= 1"),
+    (["kernels", "--batch", "-1"], "--seq and --batch must be >= 1"),
+])
+def test_kernels_command_bad_options(capsys, argv, message):
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_roofline_picks_the_instance_by_tp(capsys, tmp_path):
+    from qwen35_neuron.testing.family_configs import QWEN35_35B
+
+    (tmp_path / "config.json").write_text(json.dumps(QWEN35_35B))
+    code, out, _ = _run(capsys, "roofline", "--model", str(tmp_path), "--tp", "8")
+    assert code == 0 and "trn2.48xlarge" in out

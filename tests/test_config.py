@@ -132,3 +132,27 @@ def test_configs_are_frozen():
     config = parse_model_config(tiny_config_dict())
     with pytest.raises(AttributeError):
         config.text.hidden_size = 128  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["text_config"].update(full_attention_interval=0, layer_types=None), "'full_attention_interval' must be >= 1"),
+    (lambda c: c["text_config"].update(num_experts_per_tok="x"), "'num_experts_per_tok' must be an integer"),
+    (lambda c: c.update(text_config=[1]), "'text_config' must be a JSON object"),
+    (lambda c: c["vision_config"].update(depth=None, hidden_size="32"), "'hidden_size' must be an integer"),
+    (lambda c: c["text_config"].update(vocab_size=0), "'vocab_size' must be >= 1"),
+    (lambda c: c["text_config"].update(hidden_size=-1), "'hidden_size' must be >= 1"),
+    (lambda c: c["text_config"].update(head_dim=0), "'head_dim' must be >= 1"),
+    (lambda c: c["text_config"].update(rms_norm_eps="tiny"), "malformed field"),
+])
+def test_malformed_fields_are_named(change, message):
+    raw = tiny_config_dict()
+    change(raw)
+    if raw.get("text_config") and isinstance(raw["text_config"], dict) and raw["text_config"].get("layer_types") is None:
+        raw["text_config"].pop("layer_types", None)
+    with pytest.raises(UnsupportedConfigError, match=message):
+        parse_model_config(raw)
+
+
+def test_a_non_object_config_is_an_error():
+    with pytest.raises(UnsupportedConfigError, match="JSON object"):
+        parse_model_config([1, 2])

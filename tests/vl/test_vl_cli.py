@@ -66,3 +66,12 @@ def test_demo_image_case(capsys):
     code, out, _ = _run(capsys, "demo", "--case", "image")
     assert code == 0
     assert out.count("match: True") == 2 and "match: False" not in out and "RESULT: tokens match" in out
+
+
+def test_checkpoint_without_processor_file_takes_the_towers_geometry(capsys, tiny_dir, images):
+    """No preprocessor_config.json: patch/merge sizes come from the vision config, not 35B defaults."""
+    code, out, err = _run(capsys, "generate", "--model", tiny_dir, "--input-ids", f"1,{IMAGE},2",
+                          "--image", images["wide"], "--max-new-tokens", "2", "--json",
+                          "--vision-buckets", "32,64", "--min-pixels", "64", "--max-pixels", "4096")
+    assert code == 0, err
+    assert len(json.loads(out)["tokens"][0]) == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
+
 NAME = "kernels"
 HELP = ("run each NKI kernel through the CPU emulator at Qwen3.5-35B-A3B per-rank shapes and print "
         "instructions per engine, DMA bytes, modelled trn2 latency and the roofline bound (modelled)")
@@ -15,8 +17,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="rows per launch")
 
 
+# Qwen3.5-35B-A3B head counts the per-rank kernel shapes are cut from
+SHARDED_HEADS = {"attention heads": 16, "DeltaNet key heads": 16, "DeltaNet value heads": 32}
+
+
 def run(args: argparse.Namespace) -> int:
     from ..kernels.report import kernel_report  # lazy: installs the emulator as `nki` when needed
+
+    for tp in args.tp:
+        bad = [f"{name} ({count})" for name, count in SHARDED_HEADS.items() if tp < 1 or count % tp]
+        if bad:
+            raise InputError(f"--tp {tp} does not split the 35B-A3B {', '.join(bad)} evenly: use 1, 2, 4, 8 or 16")
+    if args.seq < 1 or args.batch < 1:
+        raise InputError(f"--seq and --batch must be >= 1, got --seq {args.seq} --batch {args.batch}")
 
     print(f"running the kernels in the emulator (TP {args.tp}, seq {args.seq}, batch {args.batch}) ...", flush=True)
     print(kernel_report(tp_degrees=tuple(args.tp), seq=args.seq, batch=args.batch))

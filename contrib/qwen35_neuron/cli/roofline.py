@@ -23,7 +23,8 @@ KERNEL_REPORT_MODULE = "qwen35_neuron.kernels.report"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="checkpoint directory (only config.json is read)")
     parser.add_argument("--tp", type=int, default=None, help="tensor-parallel ranks (default: the instance's)")
-    parser.add_argument("--instance", choices=sorted(PRESETS), default="trn2.3xlarge", help="trn2 instance type")
+    parser.add_argument("--instance", choices=sorted(PRESETS), default=None,
+                        help="trn2 instance type (default: trn2.3xlarge for TP <= 4, else trn2.48xlarge)")
     parser.add_argument("--batch", type=int, default=1, help="decode batch (rows decoded together)")
     parser.add_argument("--max-seq-len", type=int, default=4096, help="cache slots per row")
     parser.add_argument("--context", type=int, default=None,
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
                   prefill_buckets=parse_buckets(args.buckets))
     if args.tp is not None:
         kwargs["tp"] = args.tp
-    report = preset_report(config.text, config.vision, args.instance, **kwargs)
+    instance = args.instance or ("trn2.3xlarge" if (args.tp or 4) <= 4 else "trn2.48xlarge")
+    report = preset_report(config.text, config.vision, instance, **kwargs)
     print(report.format())
     if importlib.util.find_spec(KERNEL_REPORT_MODULE) is not None:
         print("\nkernel figures (NKI emulator cost model, modelled): run `qwen35-neuron kernels`")

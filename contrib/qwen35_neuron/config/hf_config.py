@@ -140,12 +140,22 @@ def load_model_config(model_dir: str | Path) -> ModelConfig:
 
 def parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | None = None) -> ModelConfig:
     """Turn a config.json dict into a validated :class:`ModelConfig`."""
+    try:
+        return _parse_model_config(raw, eos_token_ids)
+    except (TypeError, ValueError, KeyError) as err:  # a float/list field of the wrong kind
+        raise UnsupportedConfigError(f"config.json has a malformed field ({type(err).__name__}: {err}): "
+                                     "compare it with the model's published config.json") from err
+
+
+def _parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | None) -> ModelConfig:
+    if not isinstance(raw, Mapping):
+        raise UnsupportedConfigError(f"config.json must hold a JSON object, not {type(raw).__name__}")
     model_type = raw.get("model_type")
     if model_type in COMPOSITE_MODEL_TYPES:
-        text_raw = dict(raw.get("text_config") or {})
+        text_raw = dict(_mapping(raw, "text_config"))
         if "tie_word_embeddings" in raw:  # transformers ties the composite model by the top-level flag
             text_raw["tie_word_embeddings"] = raw["tie_word_embeddings"]
-        vision_raw = raw.get("vision_config")
+        vision_raw = _mapping(raw, "vision_config")
         vision = _parse_vision(vision_raw) if vision_raw else None
     elif model_type in TEXT_MODEL_TYPES:
         text_raw, vision = dict(raw), None
@@ -162,10 +172,10 @@ def parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | 
         model_type=model_type,
         text=text,
         vision=vision,
-        image_token_id=int(raw.get("image_token_id", 248056)),
-        video_token_id=int(raw.get("video_token_id", 248057)),
-        vision_start_token_id=int(raw.get("vision_start_token_id", 248053)),
-        vision_end_token_id=int(raw.get("vision_end_token_id", 248054)),
+        image_token_id=_int(raw, "image_token_id", 248056, minimum=0),
+        video_token_id=_int(raw, "video_token_id", 248057, minimum=0),
+        vision_start_token_id=_int(raw, "vision_start_token_id", 248053, minimum=0),
+        vision_end_token_id=_int(raw, "vision_end_token_id", 248054, minimum=0),
         architectures=tuple(raw.get("architectures") or ()),
     )
 
@@ -178,31 +188,31 @@ def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...]) -> TextConf
     if raw.get("attention_bias", False):
         raise UnsupportedConfigError("attention_bias=true is not supported by Qwen3.5 gated attention")
     rope = _rope_parameters(raw)
-    num_layers = int(raw["num_hidden_layers"])
+    num_layers = _int(raw, "num_hidden_layers")
     text = TextConfig(
-        vocab_size=int(raw["vocab_size"]),
-        hidden_size=int(raw["hidden_size"]),
+        vocab_size=_int(raw, "vocab_size"),
+        hidden_size=_int(raw, "hidden_size"),
         num_hidden_layers=num_layers,
         layer_types=_layer_types(raw, num_layers),
         rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-        num_attention_heads=int(raw["num_attention_heads"]),
-        num_key_value_heads=int(raw["num_key_value_heads"]),
-        head_dim=int(raw.get("head_dim") or raw["hidden_size"] // raw["num_attention_heads"]),
+        num_attention_heads=_int(raw, "num_attention_heads"),
+        num_key_value_heads=_int(raw, "num_key_value_heads"),
+        head_dim=_int(raw, "head_dim", _int(raw, "hidden_size") // _int(raw, "num_attention_heads")),
         rope_theta=float(rope["rope_theta"]),
         partial_rotary_factor=float(rope["partial_rotary_factor"]),
         mrope_section=tuple(int(s) for s in rope["mrope_section"]),
-        linear_conv_kernel_dim=int(raw.get("linear_conv_kernel_dim", 4)),
-        linear_key_head_dim=int(raw.get("linear_key_head_dim", 128)),
-        linear_value_head_dim=int(raw.get("linear_value_head_dim", 128)),
-        linear_num_key_heads=int(raw.get("linear_num_key_heads", 16)),
-        linear_num_value_heads=int(raw.get("linear_num_value_heads", 32)),
-        num_experts=int(raw["num_experts"]),
-        num_experts_per_tok=int(raw.get("num_experts_per_tok", 8)),
-        moe_intermediate_size=int(raw["moe_intermediate_size"]),
-        shared_expert_intermediate_size=int(raw.get("shared_expert_intermediate_size",
-                                                    raw["moe_intermediate_size"])),
+        linear_conv_kernel_dim=_int(raw, "linear_conv_kernel_dim", 4),
+        linear_key_head_dim=_int(raw, "linear_key_head_dim", 128),
+        linear_value_head_dim=_int(raw, "linear_value_head_dim", 128),
+        linear_num_key_heads=_int(raw, "linear_num_key_heads", 16),
+        linear_num_value_heads=_int(raw, "linear_num_value_heads", 32),
+        num_experts=_int(raw, "num_experts"),
+        num_experts_per_tok=_int(raw, "num_experts_per_tok", 8),
+        moe_intermediate_size=_int(raw, "moe_intermediate_size"),
+        shared_expert_intermediate_size=_int(raw, "shared_expert_intermediate_size",
+                                             _int(raw, "moe_intermediate_size")),
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+        max_position_embeddings=_int(raw, "max_position_embeddings", 32768),
         pad_token_id=raw.get("pad_token_id"),
         eos_token_ids=eos_token_ids,
     )
@@ -229,7 +239,7 @@ def _rope_parameters(raw: dict[str, Any]) -> dict[str, Any]:
 def _layer_types(raw: dict[str, Any], num_layers: int) -> tuple[str, ...]:
     types = raw.get("layer_types")
     if types is None:
-        interval = int(raw.get("full_attention_interval", 4))
+        interval = _int(raw, "full_attention_interval", 4)
         types = [FULL_ATTENTION if (i + 1) % interval == 0 else LINEAR_ATTENTION for i in range(num_layers)]
     types = tuple(types)
     if len(types) != num_layers:
@@ -267,20 +277,41 @@ def _validate_text(t: TextConfig) -> None:
 def _parse_vision(raw: Mapping[str, Any]) -> VisionConfig:
     _require(raw, "vision_config", ["hidden_size", "num_heads", "out_hidden_size"])
     return VisionConfig(
-        depth=int(raw.get("depth", 27)),
-        hidden_size=int(raw["hidden_size"]),
-        intermediate_size=int(raw.get("intermediate_size", 4304)),
-        num_heads=int(raw["num_heads"]),
-        in_channels=int(raw.get("in_channels", 3)),
-        patch_size=int(raw.get("patch_size", 16)),
-        temporal_patch_size=int(raw.get("temporal_patch_size", 2)),
-        spatial_merge_size=int(raw.get("spatial_merge_size", 2)),
-        out_hidden_size=int(raw["out_hidden_size"]),
-        num_position_embeddings=int(raw.get("num_position_embeddings", 2304)),
+        depth=_int(raw, "depth", 27),
+        hidden_size=_int(raw, "hidden_size"),
+        intermediate_size=_int(raw, "intermediate_size", 4304),
+        num_heads=_int(raw, "num_heads"),
+        in_channels=_int(raw, "in_channels", 3),
+        patch_size=_int(raw, "patch_size", 16),
+        temporal_patch_size=_int(raw, "temporal_patch_size", 2),
+        spatial_merge_size=_int(raw, "spatial_merge_size", 2),
+        out_hidden_size=_int(raw, "out_hidden_size"),
+        num_position_embeddings=_int(raw, "num_position_embeddings", 2304),
         hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")),
         layer_norm_eps=float(raw.get("layer_norm_eps", 1e-6)),
         rope_theta=float((raw.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
     )
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int | None = None, minimum: int = 1) -> int:
+    """An integer field, or a clear error naming it (wrong type, below ``minimum``, missing)."""
+    value = raw.get(key)
+    if value is None:
+        if default is None:
+            raise UnsupportedConfigError(f"config.json lacks the required field {key!r}")
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UnsupportedConfigError(f"config.json field {key!r} must be an integer, got {value!r}")
+    if value < minimum:
+        raise UnsupportedConfigError(f"config.json field {key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise UnsupportedConfigError(f"config.json field {key!r} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _require(raw: Mapping[str, Any], where: str, keys: list[str]) -> None:

@@ -82,6 +82,9 @@ def load_image_processor_config(model_dir: str | Path, vision: VisionConfig | No
             raw = data.get(section, {}) if section else data
             if raw:
                 break
+    if not raw and vision is not None:  # no processor file: the geometry follows the tower itself
+        raw = {"patch_size": vision.patch_size, "temporal_patch_size": vision.temporal_patch_size,
+               "merge_size": vision.spatial_merge_size}
     config = parse_image_processor_config(raw)
     if vision is not None:
         _check_against_vision(config, vision)
