@@ -62,6 +62,7 @@ def test_inspect_ok_and_failing(capsys, tiny_dir, tmp_path):
     (["--input-ids", ",".join(["1"] * 200)], "longer than the largest context bucket"),
     (["--input-ids", "1,5000"], "outside the vocabulary"),
     (["--input-ids", "1,x"], "comma-separated integers"),
+    (["--input-ids", "1,,2"], "comma-separated integers"),
     (["--prompt", "hello"], "no tokenizer"),
 ])
 def test_bad_input_one_line_error(capsys, tiny_dir, extra, message):

@@ -75,3 +75,9 @@ def test_checkpoint_without_processor_file_takes_the_towers_geometry(capsys, tin
                           "--vision-buckets", "32,64", "--min-pixels", "64", "--max-pixels", "4096")
     assert code == 0, err
     assert len(json.loads(out)["tokens"][0]) == 2
+
+
+def test_inverted_pixel_limits_are_an_error(capsys, tiny_dir, images):
+    code, _, err = _run(capsys, "generate", "--model", tiny_dir, "--input-ids", f"1,{IMAGE},2",
+                        "--image", images["wide"], "--min-pixels", "1000", "--max-pixels", "10")
+    assert code == 2 and "min_pixels <= max_pixels" in err and err.count("\n") == 1

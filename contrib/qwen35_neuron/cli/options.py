@@ -32,7 +32,11 @@ def run_config_from_args(args: argparse.Namespace, batch_size: int) -> RunConfig
 
 
 def parse_id_list(text: str) -> list[int]:
+    """ "1,2,3" -> [1, 2, 3]; "" -> [] (an empty prompt, rejected later with its own message)."""
+    items = text.replace(" ", "").split(",")
+    if items == [""]:
+        return []
     try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+        return [int(t) for t in items]
     except ValueError as err:
         raise InputError(f"--input-ids must be comma-separated integers, got {text!r}") from err

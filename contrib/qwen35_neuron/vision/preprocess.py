@@ -53,7 +53,16 @@ class ImageProcessorConfig:
         return self.patch_size * self.merge_size
 
     def with_pixel_limits(self, min_pixels: int | None = None, max_pixels: int | None = None) -> "ImageProcessorConfig":
-        return replace(self, min_pixels=min_pixels or self.min_pixels, max_pixels=max_pixels or self.max_pixels)
+        """New limits; a limit not given follows the other one when they would cross."""
+        if min_pixels and max_pixels is None:
+            max_pixels = max(self.max_pixels, min_pixels)
+        if max_pixels and min_pixels is None:
+            min_pixels = min(self.min_pixels, max_pixels)
+        limits = replace(self, min_pixels=min_pixels or self.min_pixels, max_pixels=max_pixels or self.max_pixels)
+        if not 0 < limits.min_pixels <= limits.max_pixels:
+            raise InputError(f"pixel limits must satisfy 0 < min_pixels <= max_pixels, got min {limits.min_pixels} "
+                             f"and max {limits.max_pixels}: fix --min-pixels / --max-pixels")
+        return limits
 
 
 @dataclass(frozen=True)
