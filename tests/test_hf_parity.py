@@ -1,4 +1,4 @@
-"""Our model against transformers' Qwen3.5-MoE on tiny checkpoints: greedy tokens identical and
+"""Our model against transformers' Qwen3.5-MoE (and the dense Qwen3.5 family) on tiny checkpoints: greedy tokens identical and
 the logits that chose them close, for several shapes and both HF entry classes."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_tokens_and_logits_match_causal_lm(name, checkpoint_dirs, hf_models):
     _compare(make_engine(checkpoint_dirs[name]), hf_models(name, "causal"), PROMPTS)
 
 
-@pytest.mark.parametrize("name", ["default", "head_dim_256"])
+@pytest.mark.parametrize("name", ["default", "head_dim_256", "dense", "dense_tied"])
 def test_tokens_match_conditional_generation_text_only(name, checkpoint_dirs, hf_models):
     _compare(make_engine(checkpoint_dirs[name]), hf_models(name, "conditional"), PROMPTS[:2])
 

@@ -58,7 +58,7 @@ def test_state_buffers_are_aliased_in_order(fake_sdk_modules, tiny_dir):
     assert module.kv_mgr is None and len(module.past_key_values) == 8
 
 
-@pytest.mark.parametrize("name", ["default", "head_dim_256"])
+@pytest.mark.parametrize("name", ["default", "head_dim_256", "dense_tied"])  # dense_tied: the qwen3_5 family
 def test_tokens_equal_the_cpu_runtime(fake_sdk_modules, checkpoint_dirs, name):
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.neuron.generation import generate_direct

@@ -1,9 +1,10 @@
-"""Parameter counts of a Qwen3.5 MoE checkpoint from its config alone, whole and per TP rank.
+"""Parameter counts of a Qwen3.5 checkpoint (MoE or dense) from its config alone, whole and per TP rank.
 
 The per-layer shapes follow the Hugging Face checkpoint layout (q_proj carries query and gate,
 DeltaNet has separate qkv / z / a / b projections, experts are [E, 2I, H] + [E, H, I]). The
 per-rank view follows the sharding the neuron layer uses: heads, expert intermediate and shared
-intermediate split over TP; router, norms and the shared-expert gate replicated; KV heads
+intermediate (the dense family's MLP intermediate) split over TP; router, norms and the
+shared-expert gate replicated; KV heads
 replicated up to the TP degree when there are fewer KV heads than ranks (NxDI's GQA rule).
 """
 
@@ -29,11 +30,12 @@ class ParamCounts:
     router: int
     norms: int
     vision: int = 0
+    mlp: int = 0  # the dense family's MLPs (0 for MoE checkpoints)
 
     @property
     def text_total(self) -> int:
         return (self.embedding + self.lm_head + self.attention + self.deltanet + self.routed_experts
-                + self.shared_experts + self.router + self.norms)
+                + self.shared_experts + self.router + self.norms + self.mlp)
 
     @property
     def total(self) -> int:
@@ -84,6 +86,7 @@ def count_params(text: TextConfig, vision: VisionConfig | None = None) -> ParamC
         router=n_layers * text.num_experts * h,
         norms=n_layers * 2 * h + h,
         vision=vision_params(vision) if vision is not None else 0,
+        mlp=n_layers * 3 * h * text.intermediate_size,
     )
 
 
@@ -99,6 +102,7 @@ class RankShapes:
     expert_intermediate: int
     shared_intermediate: int
     vocab: int
+    mlp_intermediate: int = 0  # the dense family's MLP
 
     @classmethod
     def of(cls, t: TextConfig, tp: int) -> "RankShapes":
@@ -114,6 +118,7 @@ class RankShapes:
             expert_intermediate=t.moe_intermediate_size // tp,
             shared_intermediate=t.shared_expert_intermediate_size // tp,
             vocab=t.vocab_size // tp,
+            mlp_intermediate=t.intermediate_size // tp,
         )
 
     def attention_layer(self, t: TextConfig) -> int:
@@ -132,6 +137,10 @@ class RankShapes:
 
     def shared_expert(self, t: TextConfig) -> int:
         return 3 * t.hidden_size * self.shared_intermediate + t.hidden_size
+
+    def mlp(self, t: TextConfig) -> int:
+        """The dense family's MLP (0 for MoE checkpoints)."""
+        return 3 * t.hidden_size * self.mlp_intermediate
 
     def conv_channels(self, t: TextConfig) -> int:
         return 2 * self.linear_key_heads * t.linear_key_head_dim + self.linear_value_heads * t.linear_value_head_dim

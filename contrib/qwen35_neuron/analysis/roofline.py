@@ -1,4 +1,4 @@
-"""Capacity and roofline model of Qwen3.5 MoE on Trainium2, from the config alone (modelled, not measured).
+"""Capacity and roofline model of Qwen3.5 (MoE or dense) on Trainium2, from the config alone (modelled, not measured).
 
 For a TP degree R, a batch and the storage dtypes it counts, per rank: the HBM the model needs
 (every weight including all experts, the KV cache at the maximum length, DeltaNet states), and for
@@ -97,7 +97,7 @@ class RooflineReport:
     def format(self) -> str:
         p = self.params
         lines = [
-            "Qwen3.5 MoE on Trainium2 -- modelled (not measured)",
+            f"Qwen3.5 {'MoE' if self.params.routed_experts else 'dense'} on Trainium2 -- modelled (not measured)",
             f"hardware : {self.hardware.describe()}",
             f"run      : TP {self.tp}, batch {self.batch}, weights {self.dtype_bytes} B, KV {self.kv_dtype_bytes} B, "
             f"DeltaNet state {self.state_dtype_bytes} B, max length {self.max_seq_len}, decode context "
@@ -166,7 +166,7 @@ def roofline(
         hbm_by_part=model.hbm(batch, max_seq_len, vision),
         decode=model.decode(batch, context),
         prefill=tuple(model.prefill(prefill_batch, s) for s in prefill_buckets),
-        assumptions=tuple(hardware.assumptions() + _MODEL_ASSUMPTIONS),
+        assumptions=tuple(hardware.assumptions() + (_MODEL_ASSUMPTIONS if text.is_moe else _DENSE_ASSUMPTIONS)),
     )
 
 
@@ -191,6 +191,12 @@ _MODEL_ASSUMPTIONS = [
 ]
 
 
+_DENSE_ASSUMPTIONS = [line.replace("expert + shared intermediate", "MLP intermediate")
+                      .replace("; router and norms replicated", "; norms replicated")
+                      .replace("MoE incl. shared expert", "MLP")
+                      for line in _MODEL_ASSUMPTIONS if "expert shards" not in line]
+
+
 class _Model:
     """Per-rank byte and FLOP counts for one config, TP degree and set of dtypes."""
 
@@ -206,13 +212,16 @@ class _Model:
         t, r, w = self.t, self.rank, self.w
         h = t.hidden_size
         experts = "all" if stored else f"{experts_read} of"
-        return {
-            "attention projections": self.n_attn * r.attention_layer(t) * w,
-            "DeltaNet projections": self.n_lin * r.deltanet_layer(t) * w,
+        feed_forward = {
             f"routed experts ({experts} {t.num_experts}, I/R={r.expert_intermediate})":
                 self.layers * experts_read * r.expert(t) * w,
             "shared expert + gate": self.layers * r.shared_expert(t) * w,
             "router (replicated)": self.layers * t.num_experts * h * w,
+        } if t.is_moe else {f"MLP (I/R={r.mlp_intermediate})": self.layers * r.mlp(t) * w}
+        return {
+            "attention projections": self.n_attn * r.attention_layer(t) * w,
+            "DeltaNet projections": self.n_lin * r.deltanet_layer(t) * w,
+            **feed_forward,
             "norms (replicated)": (2 * self.layers + 1) * h * w,
             "LM head (V/R rows)": r.vocab * h * w,
             "embedding (V x H/R)" if stored else f"embedding ({embedding_rows} rows x H/R)":
@@ -243,7 +252,8 @@ class _Model:
     def _matmul_params_per_token(self) -> int:
         t, r = self.t, self.rank
         moe = t.num_experts_per_tok * r.expert(t) + r.shared_expert(t) + t.num_experts * t.hidden_size
-        return self.n_attn * r.attention_layer(t) + self.n_lin * r.deltanet_layer(t) + self.layers * moe
+        feed_forward = moe if t.is_moe else r.mlp(t)
+        return self.n_attn * r.attention_layer(t) + self.n_lin * r.deltanet_layer(t) + self.layers * feed_forward
 
     def _conv_flops(self, tokens: int) -> float:
         return self.n_lin * tokens * self.rank.conv_channels(self.t) * 2 * self.t.linear_conv_kernel_dim

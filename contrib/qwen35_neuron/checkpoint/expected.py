@@ -26,14 +26,14 @@ def expected_text_shapes(text: TextConfig) -> dict[str, Shape]:
 
 
 def decoder_layer_shapes(prefix: str, text: TextConfig, layer_type: str) -> dict[str, Shape]:
-    """One decoder layer: token mixer (DeltaNet or gated attention), MoE, and the two norms."""
+    """One decoder layer: token mixer (DeltaNet or gated attention), MoE or dense MLP, the two norms."""
     if layer_type not in (LINEAR_ATTENTION, FULL_ATTENTION):
         raise UnsupportedConfigError(f"unknown layer type {layer_type!r}: only {LINEAR_ATTENTION!r} and "
                                      f"{FULL_ATTENTION!r} exist in Qwen3.5")
     h = text.hidden_size
     mixer = deltanet_shapes if layer_type == LINEAR_ATTENTION else attention_shapes
     shapes = mixer(prefix, text)
-    shapes.update(moe_shapes(prefix + "mlp.", text))
+    shapes.update((moe_shapes if text.is_moe else mlp_shapes)(prefix + "mlp.", text))
     shapes[prefix + "input_layernorm.weight"] = (h,)
     shapes[prefix + "post_attention_layernorm.weight"] = (h,)
     return shapes
@@ -82,6 +82,12 @@ def moe_shapes(prefix: str, text: TextConfig) -> dict[str, Shape]:
     }
 
 
+def mlp_shapes(prefix: str, text: TextConfig) -> dict[str, Shape]:
+    """The dense family's SwiGLU MLP."""
+    h, i = text.hidden_size, text.intermediate_size
+    return {prefix + "gate_proj.weight": (i, h), prefix + "up_proj.weight": (i, h), prefix + "down_proj.weight": (h, i)}
+
+
 def expert_part_shapes(text: TextConfig) -> dict[str, Shape]:
     """Shapes of one expert's tensors in the per-expert layout."""
     h, i = text.hidden_size, text.moe_intermediate_size
@@ -120,7 +126,8 @@ def expected_vision_shapes(vision: VisionConfig) -> dict[str, Shape]:
 def expected_mtp_shapes(text: TextConfig, num_layers: int = 1) -> dict[str, Shape]:
     """The multi-token-prediction head (``mtp.`` prefix), as the published Qwen3.5 checkpoints store it.
 
-    Each MTP layer is a full-attention decoder layer with the same MoE as the main model; ``fc``
+    Each MTP layer is a full-attention decoder layer with the same MoE (or dense MLP) as the main
+    model; ``fc``
     fuses [embedding | hidden] (2H -> H) after their own RMSNorms. The MTP head shares the main
     embeddings and LM head, so neither appears here.
     """

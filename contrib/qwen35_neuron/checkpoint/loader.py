@@ -96,7 +96,7 @@ def iter_vision_tensors(
         model_config = _resolve_config(reader, model_config)
         if not isinstance(model_config, ModelConfig) or model_config.vision is None:
             raise CheckpointError(f"{reader.model_dir}: the config has no vision_config, so there is no vision "
-                                  "tower to load; use a composite qwen3_5_moe config.json")
+                                  "tower to load; use a composite qwen3_5_moe or qwen3_5 config.json")
         check_checkpoint(reader, model_config, sections=(VISION,)).raise_if_failed()
         sources = CheckpointLayout.from_reader(reader).section(VISION)
         for name in expected_vision_shapes(model_config.vision):

@@ -1,9 +1,11 @@
 """Parse a Hugging Face ``config.json`` of the Qwen3.5 family into frozen dataclasses.
 
-Accepted ``model_type`` values: ``qwen3_5_moe`` (composite: ``text_config`` + ``vision_config``,
-the published checkpoints) and ``qwen3_5_moe_text`` (text only). Everything the model code needs
-is read here once and validated, so the modules never look at raw dicts and a config we do not
-support fails before any weight is read.
+Accepted ``model_type`` values: ``qwen3_5_moe`` and the dense ``qwen3_5`` (composite:
+``text_config`` + ``vision_config``, the published checkpoints), ``qwen3_5_moe_text`` and
+``qwen3_5_text`` (text only). The dense family has one SwiGLU MLP (``intermediate_size``) per layer
+where the MoE family has its sparse MoE block; everything else is shared. Everything the model
+code needs is read here once and validated, so the modules never look at raw dicts and a config
+we do not support fails before any weight is read.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from ..errors import UnsupportedConfigError
 LINEAR_ATTENTION = "linear_attention"
 FULL_ATTENTION = "full_attention"
 
-COMPOSITE_MODEL_TYPES = ("qwen3_5_moe",)
-TEXT_MODEL_TYPES = ("qwen3_5_moe_text",)
+COMPOSITE_MODEL_TYPES = ("qwen3_5_moe", "qwen3_5")
+TEXT_MODEL_TYPES = ("qwen3_5_moe_text", "qwen3_5_text")
+DENSE_MODEL_TYPES = ("qwen3_5", "qwen3_5_text")  # an MLP per layer instead of the sparse MoE
 DEFAULT_MROPE_SECTION = (11, 11, 10)
 DEFAULT_EOS_TOKEN_IDS = (248046, 248044)
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    """The language model: hybrid decoder of DeltaNet and gated-attention layers, each with a MoE."""
+    """The language model: hybrid decoder of DeltaNet and gated-attention layers, each with a sparse
+    MoE (``num_experts`` > 0) or, in the dense family, a SwiGLU MLP of ``intermediate_size``."""
 
     vocab_size: int
     hidden_size: int
@@ -46,17 +50,24 @@ class TextConfig:
     linear_value_head_dim: int
     linear_num_key_heads: int
     linear_num_value_heads: int
-    # sparse MoE with a sigmoid-gated shared expert
+    # sparse MoE with a sigmoid-gated shared expert (all 0 in the dense family)
     num_experts: int
     num_experts_per_tok: int
     moe_intermediate_size: int
     shared_expert_intermediate_size: int
+    intermediate_size: int = 0  # the dense family's MLP (0 in the MoE family)
+    mtp_num_hidden_layers: int = 0  # multi-token-prediction layers the checkpoint ships under mtp.*
     tie_word_embeddings: bool = False
     max_position_embeddings: int = 32768
     pad_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = DEFAULT_EOS_TOKEN_IDS
 
     # ---- derived sizes (never stored twice) ----
+    @property
+    def is_moe(self) -> bool:
+        """Sparse MoE layers (qwen3_5_moe); False: the dense family's MLP (qwen3_5)."""
+        return self.num_experts > 0
+
     @property
     def rotary_dim(self) -> int:
         return int(self.head_dim * self.partial_rotary_factor)
@@ -161,13 +172,10 @@ def _parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] |
         text_raw, vision = dict(raw), None
     else:
         supported = ", ".join(COMPOSITE_MODEL_TYPES + TEXT_MODEL_TYPES)
-        raise UnsupportedConfigError(
-            f"model_type {model_type!r} is not supported (supported: {supported}); "
-            "the dense qwen3_5 family is not implemented yet"
-        )
+        raise UnsupportedConfigError(f"model_type {model_type!r} is not supported (supported: {supported})")
     if eos_token_ids is None:
         eos_token_ids = _as_id_tuple(text_raw.get("eos_token_id") or raw.get("eos_token_id"))
-    text = _parse_text(text_raw, eos_token_ids or DEFAULT_EOS_TOKEN_IDS)
+    text = _parse_text(text_raw, eos_token_ids or DEFAULT_EOS_TOKEN_IDS, dense=model_type in DENSE_MODEL_TYPES)
     return ModelConfig(
         model_type=model_type,
         text=text,
@@ -180,9 +188,10 @@ def _parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] |
     )
 
 
-def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...]) -> TextConfig:
+def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...], dense: bool = False) -> TextConfig:
+    feed_forward = ["intermediate_size"] if dense else ["num_experts", "moe_intermediate_size"]
     _require(raw, "text_config", ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                  "num_key_value_heads", "num_experts", "moe_intermediate_size"])
+                                  "num_key_value_heads", *feed_forward])
     if raw.get("hidden_act", "silu") != "silu":
         raise UnsupportedConfigError(f"hidden_act {raw['hidden_act']!r} is not supported (only 'silu')")
     if raw.get("attention_bias", False):
@@ -206,11 +215,8 @@ def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...]) -> TextConf
         linear_value_head_dim=_int(raw, "linear_value_head_dim", 128),
         linear_num_key_heads=_int(raw, "linear_num_key_heads", 16),
         linear_num_value_heads=_int(raw, "linear_num_value_heads", 32),
-        num_experts=_int(raw, "num_experts"),
-        num_experts_per_tok=_int(raw, "num_experts_per_tok", 8),
-        moe_intermediate_size=_int(raw, "moe_intermediate_size"),
-        shared_expert_intermediate_size=_int(raw, "shared_expert_intermediate_size",
-                                             _int(raw, "moe_intermediate_size")),
+        **(_dense_feed_forward(raw) if dense else _moe_feed_forward(raw)),
+        mtp_num_hidden_layers=_int(raw, "mtp_num_hidden_layers", 0, minimum=0),
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
         max_position_embeddings=_int(raw, "max_position_embeddings", 32768),
         pad_token_id=raw.get("pad_token_id"),
@@ -218,6 +224,20 @@ def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...]) -> TextConf
     )
     _validate_text(text)
     return text
+
+
+def _moe_feed_forward(raw: dict[str, Any]) -> dict[str, int]:
+    return dict(
+        num_experts=_int(raw, "num_experts"),
+        num_experts_per_tok=_int(raw, "num_experts_per_tok", 8),
+        moe_intermediate_size=_int(raw, "moe_intermediate_size"),
+        shared_expert_intermediate_size=_int(raw, "shared_expert_intermediate_size", _int(raw, "moe_intermediate_size")),
+    )
+
+
+def _dense_feed_forward(raw: dict[str, Any]) -> dict[str, int]:
+    return dict(num_experts=0, num_experts_per_tok=0, moe_intermediate_size=0, shared_expert_intermediate_size=0,
+                intermediate_size=_int(raw, "intermediate_size"))
 
 
 def _rope_parameters(raw: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +281,7 @@ def _validate_text(t: TextConfig) -> None:
         (t.linear_num_value_heads % t.linear_num_key_heads == 0,
          f"linear_num_value_heads {t.linear_num_value_heads} is not a multiple of linear_num_key_heads "
          f"{t.linear_num_key_heads}"),
-        (0 < t.num_experts_per_tok <= t.num_experts,
+        (not t.is_moe or 0 < t.num_experts_per_tok <= t.num_experts,
          f"num_experts_per_tok {t.num_experts_per_tok} must be in 1..num_experts ({t.num_experts})"),
         (t.rotary_dim % 2 == 0 and 0 < t.rotary_dim <= t.head_dim,
          f"head_dim {t.head_dim} x partial_rotary_factor {t.partial_rotary_factor} must give an even "

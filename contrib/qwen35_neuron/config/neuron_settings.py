@@ -168,20 +168,26 @@ TEXT_ATTRIBUTES = (
     "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
     "linear_num_value_heads", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
     "shared_expert_intermediate_size", "tie_word_embeddings", "max_position_embeddings", "pad_token_id",
+    "mtp_num_hidden_layers",
 )
 
 
 def text_attributes(text: "TextConfig") -> dict[str, Any]:
     """JSON-ready attributes of a text config, plus the names NxD's MoE helpers read
     (num_local_experts, intermediate_size = per-expert size, n_shared_experts 0: our shared expert
-    is gated, NxD's is not)."""
+    is gated, NxD's is not). The dense family keeps its MLP's intermediate_size."""
     flat = {name: getattr(text, name) for name in TEXT_ATTRIBUTES}
     flat["layer_types"] = list(text.layer_types)
     flat["mrope_section"] = list(text.mrope_section)
     flat["eos_token_id"] = list(text.eos_token_ids)
-    flat.update(model_type="qwen3_5_moe_text", hidden_act="silu", num_local_experts=text.num_experts,
-                intermediate_size=text.moe_intermediate_size, n_shared_experts=0)
+    flat.update(model_type=_text_model_type(text.is_moe), hidden_act="silu", num_local_experts=text.num_experts,
+                intermediate_size=text.moe_intermediate_size if text.is_moe else text.intermediate_size,
+                n_shared_experts=0)
     return flat
+
+
+def _text_model_type(is_moe: bool) -> str:
+    return "qwen3_5_moe_text" if is_moe else "qwen3_5_text"
 
 
 def text_from_attributes(source: Any) -> "TextConfig":
@@ -190,7 +196,8 @@ def text_from_attributes(source: Any) -> "TextConfig":
 
     get = source.get if isinstance(source, dict) else lambda name, default=None: getattr(source, name, default)
     raw = {name: get(name) for name in TEXT_ATTRIBUTES}
-    raw["model_type"] = "qwen3_5_moe_text"
+    raw["model_type"] = _text_model_type(bool(raw.get("num_experts")))
+    raw["intermediate_size"] = get("intermediate_size")  # the dense MLP's (ignored for MoE)
     raw["hidden_act"] = "silu"
     raw["rope_parameters"] = {"rope_type": "default", "rope_theta": raw.pop("rope_theta"),
                               "partial_rotary_factor": raw.pop("partial_rotary_factor"),

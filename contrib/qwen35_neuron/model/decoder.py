@@ -1,4 +1,5 @@
-"""One decoder layer: pre-norm token mixer (DeltaNet or gated attention), then pre-norm MoE."""
+"""One decoder layer: pre-norm token mixer (DeltaNet or gated attention), then a pre-norm MoE (or the
+dense family's MLP)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ..config import LINEAR_ATTENTION, TextConfig
 from ..parallel.providers import ParallelProvider
 from .attention import GatedAttention
 from .deltanet import GatedDeltaNet
+from .mlp import DenseMlp
 from .moe import SparseMoe
 from .norms import OffsetRMSNorm
 from .ops import ModelOps
@@ -24,7 +26,8 @@ class DecoderLayer(nn.Module):
             self.linear_attn = GatedDeltaNet(config, provider, chunk_size)
         else:
             self.self_attn = GatedAttention(config, provider)
-        self.mlp = SparseMoe(config, provider, moe_impl, moe_block_size)
+        self.mlp = (SparseMoe(config, provider, moe_impl, moe_block_size) if config.is_moe
+                    else DenseMlp(config, provider))
         self.input_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps)
 

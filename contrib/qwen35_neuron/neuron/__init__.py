@@ -56,10 +56,11 @@ if _missing:
     raise sdk_import_error(_missing)
 
 from .config import Qwen35MoeInferenceConfig, inference_config  # noqa: E402
-from .model import NeuronQwen35MoeModel, Qwen35MoeForCausalLM  # noqa: E402
+from .model import NeuronQwen35MoeModel, Qwen35ForCausalLM, Qwen35MoeForCausalLM  # noqa: E402
 
 __all__ = [
     "NeuronQwen35MoeModel",
+    "Qwen35ForCausalLM",
     "Qwen35MoeForCausalLM",
     "Qwen35MoeInferenceConfig",
     "inference_config",

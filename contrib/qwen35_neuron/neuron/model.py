@@ -86,7 +86,7 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         core = Qwen35TextModel(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
                                moe_block_size=settings.moe_block_size,
                                ops=neuron_ops(settings, text))
-        if settings.moe_backend == "nxd":
+        if settings.moe_backend == "nxd" and text.is_moe:  # the dense family has no MoE to replace
             from .nxd_moe import use_nxd_moe  # lazy: NxD's MoE modules load only when chosen
 
             use_nxd_moe(core.layers, text, config.neuron_config)
@@ -254,5 +254,12 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
 
     @staticmethod
     def load_hf_model(model_path):
-        raise Qwen35Error("Qwen35MoeForCausalLM never builds the Hugging Face model: weights stream from "
-                          f"{model_path}/*.safetensors through get_state_dict")
+        raise Qwen35Error(f"{Qwen35MoeForCausalLM.__name__} never builds the Hugging Face model: weights stream "
+                          f"from {model_path}/*.safetensors through get_state_dict")
+
+
+class Qwen35ForCausalLM(Qwen35MoeForCausalLM):
+    """The dense Qwen3.5 family (``qwen3_5``: 0.8B ... 27B) on NxDI. The same traced model and state
+    contract: the decoder layers are built with the checkpoint's dense MLP (ColumnParallel gate/up,
+    RowParallel down) where the MoE family has its sparse MoE, so one class serves both; this name
+    exists for callers and registries that key by the dense architecture."""

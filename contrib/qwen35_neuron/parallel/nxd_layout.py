@@ -71,7 +71,7 @@ def neuron_checkpoint(tensors: Iterable[tuple[str, torch.Tensor]] | dict[str, to
         nxd = nxd_moe_tensor(name, tensor) if moe_backend == "nxd" else None
         yield nxd if nxd is not None else (name, convert_text_tensor(name, tensor, text, tp_degree))
     yield RANK_UTIL_KEY, rank_tensor(tp_degree)
-    if moe_backend == "nxd":
+    if moe_backend == "nxd" and text.is_moe:
         for layer in range(text.num_hidden_layers):
             yield f"layers.{layer}.mlp.expert_mlps.spmd_rank.rank", rank_tensor(tp_degree)
 

@@ -10,7 +10,8 @@ prove the conversion. Rules (a real TP run's, not "cut rows in R pieces"):
 - Attention ``q_proj`` (per head [query | gate]) split by head; KV heads split, or replicated
   when fewer than R (rank r keeps KV head r * Hkv // R).
 - Out projections (``out_proj``, ``o_proj``, expert and shared-expert ``down_proj``) are
-  row-parallel: split on their input dim. Experts split on the intermediate dim.
+  row-parallel: split on their input dim. Experts and the dense family's MLP split on the
+  intermediate dim.
 - Norms, router, shared-expert gate and embeddings are replicated; the LM head splits the vocab.
 """
 
@@ -51,10 +52,12 @@ def check_tp_supported(text: TextConfig, tp_degree: int) -> None:
     """Fail early, naming the dimension, when a TP degree cannot shard this model."""
     head_shard(text.num_key_value_heads, tp_degree, 0, "num_key_value_heads")
     head_shard(text.linear_num_key_heads, tp_degree, 0, "linear_num_key_heads")
+    feed_forward = ([(text.moe_intermediate_size, "moe_intermediate_size"),
+                     (text.shared_expert_intermediate_size, "shared_expert_intermediate_size")] if text.is_moe
+                    else [(text.intermediate_size, "intermediate_size")])
     for value, what in ((text.num_attention_heads, "num_attention_heads"),
                         (text.linear_num_value_heads, "linear_num_value_heads"),
-                        (text.moe_intermediate_size, "moe_intermediate_size"),
-                        (text.shared_expert_intermediate_size, "shared_expert_intermediate_size"),
+                        *feed_forward,
                         (text.vocab_size, "vocab_size")):
         if value % tp_degree:
             raise UnsupportedConfigError(f"{what} {value} is not divisible by tp_degree {tp_degree}")
@@ -129,6 +132,9 @@ SPLITS: dict[str, _Split] = {
     "mlp.shared_expert.gate_proj.weight": _evenly(0),
     "mlp.shared_expert.up_proj.weight": _evenly(0),
     "mlp.shared_expert.down_proj.weight": _evenly(1),
+    "mlp.gate_proj.weight": _evenly(0),  # the dense family's MLP
+    "mlp.up_proj.weight": _evenly(0),
+    "mlp.down_proj.weight": _evenly(1),
     "lm_head.weight": _evenly(0),
 }
 _LAYER_KEY = re.compile(r"^layers\.\d+\.(.+)$")

@@ -1,4 +1,5 @@
-"""Tiny random Qwen3.5 MoE checkpoints, written the way the published ones are, for tests and the demo.
+"""Tiny random Qwen3.5 checkpoints (MoE, or the dense family with ``dense=True``), written the way the
+published ones are, for tests and the demo.
 
 The tensor names and shapes come from building the real transformers model from the config, so
 what we write is what Hugging Face expects; the values come from our own seeded initialisation
@@ -65,6 +66,13 @@ _TINY_VISION: dict[str, Any] = {
     "num_position_embeddings": 16,  # a 4x4 learned grid, resampled per image
     "hidden_act": "gelu_pytorch_tanh",
 }
+_DENSE_INTERMEDIATE = 96  # the dense family's MLP width in tiny checkpoints
+_MOE_KEYS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size")
+# (composite model_type, text model_type, composite architecture, text-only architecture) per family
+FAMILIES = {
+    False: ("qwen3_5_moe", "qwen3_5_moe_text", "Qwen3_5MoeForConditionalGeneration", "Qwen3_5MoeForCausalLM"),
+    True: ("qwen3_5", "qwen3_5_text", "Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM"),
+}
 _TINY_TOP: dict[str, Any] = {
     "model_type": "qwen3_5_moe",
     "architectures": ["Qwen3_5MoeForConditionalGeneration"],
@@ -76,8 +84,9 @@ _TINY_TOP: dict[str, Any] = {
 }
 
 
-def tiny_config_dict(**overrides: Any) -> dict[str, Any]:
-    """A composite ``qwen3_5_moe`` config.json dict: 4 layers (3 DeltaNet + 1 attention), 8 experts top-2.
+def tiny_config_dict(dense: bool = False, **overrides: Any) -> dict[str, Any]:
+    """A composite ``qwen3_5_moe`` config.json dict: 4 layers (3 DeltaNet + 1 attention), 8 experts top-2;
+    with ``dense`` the ``qwen3_5`` family's (an MLP of intermediate size 96 in place of the MoE).
 
     Overrides go into ``text_config`` except the token ids / architectures (top level),
     ``tie_word_embeddings`` (both levels, so the composite and text-only readings agree),
@@ -86,6 +95,12 @@ def tiny_config_dict(**overrides: Any) -> dict[str, Any]:
     default 4, is attention) and ``mrope_section`` follows the rotary size, unless given.
     """
     top, text, vision = copy.deepcopy(_TINY_TOP), copy.deepcopy(_TINY_TEXT), copy.deepcopy(_TINY_VISION)
+    if dense:
+        top["model_type"], text["model_type"], arch, _ = FAMILIES[True]
+        top["architectures"], vision["model_type"] = [arch], "qwen3_5_vision"
+        for key in _MOE_KEYS:
+            text.pop(key)
+        text["intermediate_size"] = _DENSE_INTERMEDIATE
     for key, value in overrides.items():
         if key in TOP_LEVEL_KEYS:
             top[key] = value
@@ -113,11 +128,17 @@ def default_mrope_section(rotary_dim: int) -> list[int]:
     return [n - 2 * (n // 3), n // 3, n // 3]
 
 
+def is_dense(config_dict: dict[str, Any]) -> bool:
+    """A config.json dict (composite or text-only) of the dense qwen3_5 family."""
+    return config_dict.get("model_type") in FAMILIES[True][:2]
+
+
 def text_only_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """The ``qwen3_5_moe_text`` config.json a ``Qwen3_5MoeForCausalLM`` export carries."""
+    """The text config.json a ``Qwen3_5MoeForCausalLM`` (or dense ``Qwen3_5ForCausalLM``) export carries."""
+    _, text_type, _, text_arch = FAMILIES[is_dense(config_dict)]
     text = copy.deepcopy(config_dict["text_config"])
-    text["model_type"] = "qwen3_5_moe_text"
-    text["architectures"] = ["Qwen3_5MoeForCausalLM"]
+    text["model_type"] = text_type
+    text["architectures"] = [text_arch]
     return text
 
 
@@ -144,7 +165,7 @@ def build_tiny_checkpoint(
     ``layout``: experts "fused" ([E, 2I, H] / [E, H, I]) or "per_expert" (``experts.{e}.*_proj``).
     ``init_gain``: matrices get std ``init_gain / sqrt(fan_in)`` (``init_std`` fixes one std for all).
     ``shards`` > 1 writes ``model-0000k-of-0000n.safetensors`` plus ``model.safetensors.index.json``.
-    ``text_only`` writes a ``Qwen3_5MoeForCausalLM`` export (``model.*`` keys, text config.json).
+    ``text_only`` writes a ``*ForCausalLM`` export (``model.*`` keys, text config.json).
     ``mtp_layers`` adds that many random MTP layers (``mtp.*``), which transformers ignores.
     """
     if layout not in LAYOUTS:
@@ -191,12 +212,15 @@ def _tied(config_dict: dict[str, Any]) -> bool:
 
 
 def hf_parameter_shapes(config_dict: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of ``Qwen3_5MoeForConditionalGeneration``'s state dict, built on the meta device."""
-    from transformers import Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration
+    """Names and shapes of ``Qwen3_5(Moe)ForConditionalGeneration``'s state dict, built on the meta device."""
+    import transformers
 
-    hf_config = Qwen3_5MoeConfig.from_dict(config_dict)
+    dense = is_dense(config_dict)
+    config_class = transformers.Qwen3_5Config if dense else transformers.Qwen3_5MoeConfig
+    model_class = getattr(transformers, FAMILIES[dense][2])
+    hf_config = config_class.from_dict(config_dict)
     with torch.device("meta"):
-        model = Qwen3_5MoeForConditionalGeneration(hf_config)
+        model = model_class(hf_config)
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
@@ -276,33 +300,42 @@ def write_safetensors(directory: Path, tensors: dict[str, torch.Tensor], shards:
 
 def load_hf_reference(directory: str | Path, *, attn_implementation: str = "eager",
                       experts_implementation: str = "eager"):
-    """``Qwen3_5MoeForConditionalGeneration.from_pretrained(directory)`` in fp32, eval mode.
+    """``Qwen3_5MoeForConditionalGeneration.from_pretrained(directory)`` (``Qwen3_5ForConditionalGeneration``
+    for the dense family) in fp32, eval mode.
 
     Fails with :class:`CheckpointError` when transformers reports missing or mis-shaped weights,
     so a test that uses it also proves HF reads what we wrote.
     """
-    from transformers import Qwen3_5MoeForConditionalGeneration
-
-    return _from_pretrained(Qwen3_5MoeForConditionalGeneration, directory, attn_implementation, experts_implementation)
+    return _from_pretrained(_hf_class(directory, composite=True), directory, attn_implementation,
+                            experts_implementation)
 
 
 def load_hf_text_reference(directory: str | Path, *, attn_implementation: str = "eager",
                            experts_implementation: str = "eager"):
-    """``Qwen3_5MoeForCausalLM`` (text only) from a composite or text-only directory, fp32, eval.
+    """``Qwen3_5MoeForCausalLM`` (``Qwen3_5ForCausalLM`` for the dense family, text only) from a composite
+    or text-only directory, fp32, eval.
 
     transformers maps composite ``model.language_model.*`` keys onto the text model's ``model.*``
     and ignores ``model.visual.*`` and ``mtp.*``.
     """
-    from transformers import Qwen3_5MoeForCausalLM
+    return _from_pretrained(_hf_class(directory, composite=False), directory, attn_implementation,
+                            experts_implementation)
 
-    return _from_pretrained(Qwen3_5MoeForCausalLM, directory, attn_implementation, experts_implementation)
+
+def _hf_class(directory: str | Path, composite: bool):
+    """The transformers class of the checkpoint's family (by its config.json model_type)."""
+    import transformers
+
+    config_dict = json.loads((Path(directory) / "config.json").read_text())
+    return getattr(transformers, FAMILIES[is_dense(config_dict)][2 if composite else 3])
 
 
 def _from_pretrained(model_class, directory: str | Path, attn_implementation: str, experts_implementation: str):
     """Eager attention and the eager per-expert loop by default: the plainest reference to compare with."""
+    experts = {} if model_class.__name__.startswith("Qwen3_5For") else {"experts_implementation": experts_implementation}
     model, info = model_class.from_pretrained(
-        str(directory), dtype=torch.float32, attn_implementation=attn_implementation,
-        experts_implementation=experts_implementation, local_files_only=True, output_loading_info=True,
+        str(directory), dtype=torch.float32, attn_implementation=attn_implementation, local_files_only=True,
+        output_loading_info=True, **experts,
     )
     problems = {k: info.get(k) for k in ("missing_keys", "mismatched_keys", "error_msgs") if info.get(k)}
     if problems:

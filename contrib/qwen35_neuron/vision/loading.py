@@ -17,7 +17,7 @@ def load_vision_tower(model_dir: str | Path, config: ModelConfig, dtype: torch.d
     if config.vision is None:
         raise UnsupportedConfigError(
             f"{model_dir} has no vision_config: images need a Qwen3.5 vision-language checkpoint "
-            "(architecture Qwen3_5MoeForConditionalGeneration)"
+            "(architecture Qwen3_5MoeForConditionalGeneration or Qwen3_5ForConditionalGeneration)"
         )
     tower = VisionTower(config.vision)
     tower.load_state_dict(load_vision_state_dict(model_dir, config), strict=True)
