@@ -1,8 +1,17 @@
-"""``qwen35-neuron generate``: run a checkpoint on the CPU runtime for one prompt or a batch.
+"""``qwen35-neuron generate``: a checkpoint on the CPU runtime (``--model``), or a compiled model on
+Trainium2 (``--compiled-model-path``), for one prompt or a batch.
 
-With ``--image`` (a vision-language checkpoint), each image placeholder of the prompts (one
-``image_token_id`` in ``--input-ids``, or the literal ``<|image_pad|>`` in ``--prompt``) takes the
-next image, in order across the prompts, and is expanded to that image's token count.
+Prompts are token ids, raw text, or ``--chat`` messages through the model's chat template (see
+:mod:`.prompts`). With ``--image`` (a vision-language checkpoint) each image placeholder (one
+``image_token_id`` in ``--input-ids``, the literal ``<|image_pad|>`` in raw ``--prompt`` text, or the
+template's image tokens with ``--chat``) takes the next image, in order across the prompts, and is
+expanded to that image's token count.
+
+On Trainium2 the checkpoint (tokenizer, config) is the one named in the compiled directory's
+``neuron_config.json``; decoding is greedy: ``--loop direct`` (default) steps exactly like the CPU
+runtime, so ``--compare-cpu`` checks the tokens one to one; ``--loop adapter`` drives NxDI's
+HuggingFaceGenerationAdapter (text only). Images run their vision tower from ``--vision-compiled``
+(towers compiled by compile_scripts/compile_vision.py) or on the CPU.
 """
 
 from __future__ import annotations
@@ -10,86 +19,110 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 
 from ..config import ModelConfig, RunConfig, load_model_config
 from ..errors import InputError
+from ..runtime.benchmark import PhaseTimer
 from ..runtime.loading import load_engine
 from ..runtime.sampling import SamplingParams
-from ..runtime.session import GenerationResult, generate
+from ..runtime.session import GenerationResult, check_prompt, generate
 from ..vision.preprocess import load_image_processor_config
-from ..vl import (
-    VLRequest,
-    assign_images_in_order,
-    count_placeholders,
-    encode_with_placeholders,
-    generate_vl,
-    load_vl_session,
-)
-from .options import add_run_options, parse_id_list, run_config_from_args
+from ..vl import VLRequest, assign_images_in_order, count_placeholders, generate_vl, load_vl_session
+from . import neuron_app
+from .options import add_run_options, run_config_from_args
+from .progress import Progress, add_progress_options
+from .prompts import add_prompt_options, check_prompt_options, decode_replies, load_tokenizer, prompt_ids
 
 NAME = "generate"
-HELP = "generate tokens from a Hugging Face Qwen3.5 checkpoint directory on the CPU"
+HELP = "generate tokens on the CPU (--model DIR) or on Trainium2 (--compiled-model-path DIR)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint directory (config.json + safetensors)")
-    parser.add_argument("--input-ids", action="append", default=[],
-                        help='prompt token ids, e.g. "1,2,3"; repeat for a batch')
-    parser.add_argument("--prompt", action="append", default=[],
-                        help="prompt text (needs a tokenizer in --model); repeat for a batch")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", "--model-path", dest="model", metavar="DIR",
+                        help="checkpoint directory (config.json + safetensors): run on the CPU runtime")
+    source.add_argument("--compiled-model-path", "--compiled", dest="compiled", metavar="DIR",
+                        help="directory written by `qwen35-neuron compile`: run on Trainium2 (needs the Neuron SDK)")
+    add_prompt_options(parser)
     parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--no-eos", action="store_true", help="ignore EOS ids (always generate --max-new-tokens)")
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (CPU)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help='print {"tokens": [[...], ...]}')
+    parser.add_argument("--json", action="store_true", help='print {"tokens": [[...], ...]} (stdout holds only this)')
     parser.add_argument("--image", action="append", default=[],
                         help="image file for the next image placeholder (image_token_id in --input-ids, "
-                             "<|image_pad|> in --prompt); repeat, in placeholder order across prompts")
+                             "<|image_pad|> in --prompt, an image part with --chat); repeat, in order")
     parser.add_argument("--vision-buckets", default=None,
                         help="vision tower patch-count buckets, e.g. 1024,4096,16384 (default: RunConfig's)")
     parser.add_argument("--min-pixels", type=int, default=None, help="override the image processor's min_pixels")
     parser.add_argument("--max-pixels", type=int, default=None, help="override the image processor's max_pixels")
     add_run_options(parser)
-
-
-def _tokenizer(model_dir: str):
-    if not any((Path(model_dir) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
-        raise InputError(f"--prompt needs a tokenizer, but {model_dir} has no tokenizer.json: use --input-ids")
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    trn2 = parser.add_argument_group("Trainium2 (with --compiled-model-path)")
+    trn2.add_argument("--loop", choices=["direct", "adapter"], default="direct",
+                      help="direct: our greedy loop; adapter: NxDI's HuggingFaceGenerationAdapter (text only)")
+    trn2.add_argument("--compare-cpu", action="store_true",
+                      help="also run the CPU runtime on the same prompts; exit 1 when the tokens differ")
+    trn2.add_argument("--vision-compiled", default=None,
+                      help="directory of compiled vision towers (default: the tower runs on the CPU)")
+    add_progress_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if bool(args.input_ids) == bool(args.prompt):
-        raise InputError("give either --input-ids or --prompt (one or more times), not both and not neither")
-    tokenizer = _tokenizer(args.model) if args.prompt else None
+    check_prompt_options(args)
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    progress = Progress.from_args(args)
+    if args.compiled:
+        return _run_on_neuron(args, progress)
+    config = load_model_config(args.model)
+    _check_images_fit(args, config)
+    tokenizer = load_tokenizer(args.model, "--chat" if args.chat else "--prompt") if args.prompt else None
+    prompts = prompt_ids(args, config, tokenizer, images=len(args.image))
+    run_config = _with_vision_buckets(run_config_from_args(args, batch_size=len(prompts)), args.vision_buckets)
+    eos = () if args.no_eos else None
     sampling = SamplingParams(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, seed=args.seed)
-    config = load_model_config(args.model)
-    if config.vision is not None:  # a VL checkpoint: <|image_pad|> in text is one placeholder token
-        prompts = ([encode_with_placeholders(tokenizer, text, config.image_token_id) for text in args.prompt]
-                   if tokenizer else [parse_id_list(text) for text in args.input_ids])
+    if args.image or _has_placeholders(config, prompts):
+        result = _generate_with_images(args, config, run_config, prompts, sampling, eos, progress)
     else:
-        prompts = ([tokenizer.encode(text) for text in args.prompt] if tokenizer
-                   else [parse_id_list(text) for text in args.input_ids])
-    run_config = _with_vision_buckets(run_config_from_args(args, batch_size=len(prompts)), args.vision_buckets)
-    has_placeholders = config.vision is not None and any(count_placeholders(p, config.image_token_id) for p in prompts)
-    if args.image or has_placeholders:
-        result = _generate_with_images(args, config, run_config, prompts, sampling)
-    else:
-        _, engine = load_engine(args.model, run_config)
-        result = generate(engine, prompts, args.max_new_tokens, sampling)
-    if args.json:
-        print(json.dumps({"tokens": result.tokens}))
-        return 0
-    for i, tokens in enumerate(result.tokens):
-        text = f"  {tokenizer.decode(tokens, skip_special_tokens=True)!r}" if tokenizer else ""
-        print(f"[{i}] {tokens}{text}")
+        for prompt in prompts:  # fail before loading, not after
+            check_prompt(prompt, config.text, run_config, args.max_new_tokens)
+        with progress.stage(f"loading {args.model} ({run_config.backend.value}, TP {run_config.tp_degree}, "
+                            f"{run_config.dtype})"):
+            _, engine = load_engine(args.model, run_config)
+        timed = PhaseTimer(engine, progress.generation(len(prompts), args.max_new_tokens))
+        with progress.stage(f"generating up to {args.max_new_tokens} tokens for {len(prompts)} prompt(s)"):
+            result = generate(timed, prompts, args.max_new_tokens, sampling, eos_token_ids=eos)
+    _print_result(args, result.tokens, tokenizer)
     return 0
+
+
+def _print_result(args: argparse.Namespace, tokens: list[list[int]], tokenizer, extra: dict | None = None) -> None:
+    if args.json:
+        out = {"tokens": tokens, **(extra or {})}
+        if tokenizer is not None and extra is not None:
+            out["text"] = decode_replies(tokenizer, tokens)
+        print(json.dumps(out))
+        return
+    replies = decode_replies(tokenizer, tokens) if tokenizer is not None else [None] * len(tokens)
+    for i, (row, reply) in enumerate(zip(tokens, replies)):
+        print(f"[{i}] {row}" + (f"  {reply!r}" if reply is not None else ""))
+    if extra:
+        print("timing:", {k: round(v, 4) for k, v in extra["timing"].items() if v is not None})
+        if "equal_to_cpu" in extra:
+            print("equal to the CPU runtime:", extra["equal_to_cpu"])
+
+
+def _check_images_fit(args: argparse.Namespace, config: ModelConfig) -> None:
+    if args.image and config.vision is None:
+        raise InputError("--image needs a vision-language checkpoint, but the checkpoint has no vision_config")
+
+
+def _has_placeholders(config: ModelConfig, prompts: list[list[int]]) -> bool:
+    return config.vision is not None and any(count_placeholders(p, config.image_token_id) for p in prompts)
 
 
 def _with_vision_buckets(run_config: RunConfig, text: str | None) -> RunConfig:
@@ -102,14 +135,60 @@ def _with_vision_buckets(run_config: RunConfig, text: str | None) -> RunConfig:
     return dataclasses.replace(run_config, vision_buckets=buckets)
 
 
+def _image_requests(config: ModelConfig, prompts: list[list[int]], images: list[str]) -> list[VLRequest]:
+    """One request per prompt, the images handed to the placeholders in order (checked first)."""
+    per_row = assign_images_in_order(prompts, images, config.image_token_id)
+    return [VLRequest(prompt, row_images) for prompt, row_images in zip(prompts, per_row)]
+
+
 def _generate_with_images(args: argparse.Namespace, config: ModelConfig, run_config: RunConfig,
-                          prompts: list[list[int]], sampling: SamplingParams) -> GenerationResult:
+                          prompts: list[list[int]], sampling: SamplingParams, eos: tuple[int, ...] | None,
+                          progress: Progress) -> GenerationResult:
     """Images go to the placeholders in order across prompts; every check runs before generation."""
-    if config.vision is None:
-        raise InputError(f"--image needs a vision-language checkpoint, but {args.model} has no vision_config")
-    per_row = assign_images_in_order(prompts, list(args.image), config.image_token_id)
+    requests = _image_requests(config, prompts, list(args.image))
     processor = load_image_processor_config(args.model, config.vision).with_pixel_limits(args.min_pixels,
                                                                                        args.max_pixels)
-    _, session = load_vl_session(args.model, run_config, sampling=sampling, processor=processor)
-    requests = [VLRequest(prompt, images) for prompt, images in zip(prompts, per_row)]
-    return generate_vl(session, requests, args.max_new_tokens)
+    with progress.stage(f"loading {args.model} with its vision tower ({run_config.backend.value})"):
+        _, session = load_vl_session(args.model, run_config, sampling=sampling, processor=processor)
+    with progress.stage(f"generating up to {args.max_new_tokens} tokens for {len(prompts)} prompt(s) with "
+                        f"{len(args.image)} image(s)"):
+        return generate_vl(session, requests, args.max_new_tokens, eos_token_ids=eos)
+
+
+def _run_on_neuron(args: argparse.Namespace, progress: Progress) -> int:
+    if args.do_sample:
+        raise InputError("--do-sample: generation on Trainium2 is greedy here (compile with --on-device-sampling "
+                         "for device sampling through NxDI); drop --do-sample")
+    if args.image and args.loop == "adapter":
+        raise InputError("NxDI's HuggingFaceGenerationAdapter cannot carry images (it has no input for the image "
+                         "embeddings or the mRoPE ids): use --loop direct with --image")
+    if args.vision_compiled and not args.image:
+        raise InputError("--vision-compiled runs the vision tower for --image: give at least one --image")
+    model = neuron_app.load_compiled(args.compiled, progress)
+    model_dir = neuron_app.checkpoint_dir(model)
+    config = load_model_config(model_dir)
+    _check_images_fit(args, config)
+    tokenizer = load_tokenizer(model_dir, "--chat" if args.chat else "--prompt") if args.prompt else None
+    prompts = prompt_ids(args, config, tokenizer, images=len(args.image))
+    neuron_app.check_batch(prompts, model)
+    if not args.image and _has_placeholders(config, prompts):
+        raise InputError(f"the prompts hold image placeholders (token {config.image_token_id}) but no --image "
+                         "was given: pass one --image per placeholder")
+    eos = () if args.no_eos else tuple(config.text.eos_token_ids)
+    with progress.stage(f"generating up to {args.max_new_tokens} tokens for {len(prompts)} prompt(s)"):
+        if args.image:
+            requests = _image_requests(config, prompts, list(args.image))
+            tokens, timing, session = neuron_app.generate_images(model, requests, args.max_new_tokens, eos,
+                                                                 args.vision_compiled, args.min_pixels,
+                                                                 args.max_pixels)
+        else:
+            tokens, timing = neuron_app.generate_text(model, prompts, args.max_new_tokens, eos, args.loop,
+                                                      progress.generation(len(prompts), args.max_new_tokens))
+    extra: dict = {"timing": timing}
+    if args.compare_cpu:
+        with progress.stage("running the CPU reference (qwen35_neuron.runtime) on the same prompts"):
+            reference = (neuron_app.cpu_vl_reference(session, requests, args.max_new_tokens, eos) if args.image
+                         else neuron_app.cpu_reference(model, prompts, args.max_new_tokens, eos))
+        extra.update(cpu_tokens=reference, equal_to_cpu=reference == tokens)
+    _print_result(args, tokens, tokenizer, extra)
+    return 0 if extra.get("equal_to_cpu", True) else 1

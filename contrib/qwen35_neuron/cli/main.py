@@ -1,4 +1,4 @@
-"""``qwen35-neuron``: demo, generate, inspect, kernels, roofline.
+"""``qwen35-neuron``: demo, generate, compile, bench, inspect, kernels, roofline.
 
 Every user mistake (bad config, checkpoint, prompt) ends in one ``error: ...`` line and exit code 2,
 never a traceback.
@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import Qwen35Error
-from . import demo, generate, inspect_checkpoint, kernels, roofline
+from . import bench, compile, demo, generate, inspect_checkpoint, kernels, roofline
 
-COMMANDS = (demo, generate, inspect_checkpoint, kernels, roofline)
+COMMANDS = (demo, generate, compile, bench, inspect_checkpoint, kernels, roofline)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 Reads config.json only, so it runs before the weights are downloaded. The figures are a model
 (HBM bytes, FLOPs and collectives per step against published per-chip numbers), not measurements;
-``compile_scripts/bench_trn2.py`` measures on a trn2 host.
+``qwen35-neuron bench --compiled-model-path`` measures on a trn2 host.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""``qwen35-neuron compile``: trace, compile and shard a checkpoint for Trainium2 (NxD Inference).
+
+``--print-settings`` works on any machine: the settings, NxDI's ``MoENeuronConfig`` keywords and
+the roofline verdict (modelled). Compiling needs the Neuron SDK; without it the command stops with
+one ``error:`` line. The compiled directory holds model.pt, neuron_config.json and (by default)
+the pre-sharded weights; ``generate`` and ``bench`` load it with ``--compiled-model-path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+
+from ..analysis.roofline import preset_report
+from ..checkpoint.gate import check_checkpoint
+from ..config import ModelConfig, load_model_config
+from ..config.neuron_settings import INSTANCE_OF_PRESET, NeuronSettings, neuron_config_kwargs
+from ..errors import InputError, UnsupportedConfigError
+from ..parallel.sharding import check_tp_supported
+from .neuron_app import import_neuron_layer
+from .neuron_options import add_neuron_settings_options, settings_from_args, with_flag_names
+from .progress import Progress, add_progress_options
+
+NAME = "compile"
+HELP = "compile a checkpoint for Trainium2 with NxD Inference (--print-settings works on any machine)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-path", "--model", dest="model", metavar="DIR", required=True,
+                        help="Hugging Face checkpoint directory (config.json + safetensors)")
+    parser.add_argument("--compiled-model-path", "--out", dest="compiled", metavar="DIR",
+                        help="directory for the compiled artifacts (required unless --print-settings)")
+    parser.add_argument("--print-settings", action="store_true",
+                        help="print settings, NxDI keywords and the roofline verdict, then exit (no SDK needed)")
+    parser.add_argument("--verbose", action="store_true", help="INFO logging (NxDI's own progress, kernel choices)")
+    add_neuron_settings_options(parser)
+    add_progress_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    settings = settings_from_args(args)
+    if args.print_settings:
+        print_settings(args.model, settings, args.preset)
+        return 0
+    if not args.compiled:
+        raise InputError("--compiled-model-path DIR is required to compile (or use --print-settings)")
+    compile_model(args.model, args.compiled, settings, Progress.from_args(args))
+    return 0
+
+
+def print_settings(model_dir: str, settings: NeuronSettings, preset_name: str) -> None:
+    config = load_model_config(model_dir)
+    check_tp(config, settings)
+    print("settings:", json.dumps(asdict(settings)))
+    print("MoENeuronConfig keywords:", json.dumps(neuron_config_kwargs(settings)))
+    try:
+        report = preset_report(config.text, config.vision, INSTANCE_OF_PRESET[preset_name], tp=settings.tp_degree,
+                               batch=settings.batch_size, max_seq_len=settings.max_length,
+                               prefill_buckets=settings.context_buckets)
+    except UnsupportedConfigError as err:
+        print(f"roofline: not modelled for these settings ({err})")
+        return
+    verdict = "fits" if report.fits else "DOES NOT FIT"
+    print(f"roofline: {report.hbm_total / 2**30:.1f} GiB of {report.hbm_capacity / 2**30:.1f} GiB per rank "
+          f"({verdict}); TPOT >= {report.tpot_lower_bound_s * 1e3:.2f} ms (modelled)")
+
+
+def check_tp(config: ModelConfig, settings: NeuronSettings) -> None:
+    """TP must split the heads, experts and vocabulary; the message names --tp-degree."""
+    try:
+        check_tp_supported(config.text, settings.tp_degree)
+    except UnsupportedConfigError as err:
+        raise InputError(with_flag_names(str(err))) from err
+
+
+def compile_model(model_dir: str, out_dir: str, settings: NeuronSettings, progress: Progress) -> None:
+    """Checks first (config, TP split, tensor gate), then the SDK, then NxDI's trace and compile."""
+    config = load_model_config(model_dir)
+    check_tp(config, settings)
+    with progress.stage(f"[1/3] tensor gate of {model_dir}"):
+        check_checkpoint(model_dir, config).raise_if_failed()
+    neuron = import_neuron_layer()
+    with progress.stage(f"[2/3] NxDI application: TP {settings.tp_degree}, LNC {settings.lnc}, batch "
+                        f"{settings.batch_size}, CTE buckets {list(settings.context_buckets)}, TKG bucket "
+                        f"{settings.max_length}, {settings.dtype}"):
+        model = neuron.Qwen35MoeForCausalLM(model_dir, neuron.inference_config(model_dir, settings))
+    weights = "pre-sharded weights" if settings.save_sharded_checkpoint else "weights sharded at load"
+    with progress.stage(f"[3/3] tracing and compiling {len(settings.context_buckets) + 1} graphs into {out_dir} "
+                        f"({weights}; NxDI logs each graph; tens of minutes for the real model)"):
+        model.compile(out_dir)
+    progress.say(f"compiled: load it with `qwen35-neuron generate --compiled-model-path {out_dir}`")

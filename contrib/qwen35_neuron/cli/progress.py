@@ -1,0 +1,68 @@
+"""Progress lines on stderr for long work: loading, compiling, generating, benchmarking.
+
+Git's convention: progress is shown when stderr is a terminal; ``--progress`` forces it (a log
+file of a long compile), ``--quiet`` turns it off. It never goes to stdout, so ``--json`` output
+stays clean. Each line carries the seconds since the command started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TextIO
+
+from ..runtime.benchmark import CONTEXT_ENCODING
+
+
+def add_progress_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    group.add_argument("--progress", action="store_true",
+                       help="progress lines on stderr even when it is not a terminal (e.g. a log file)")
+
+
+class Progress:
+    def __init__(self, enabled: bool, stream: TextIO | None = None, clock: Callable[[], float] = time.perf_counter,
+                 interval_s: float = 5.0) -> None:
+        self.enabled, self.stream, self.clock, self.interval_s = enabled, stream, clock, interval_s
+        self.started = clock()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Progress":
+        if getattr(args, "quiet", False):
+            return cls(False)
+        forced = getattr(args, "progress", False)
+        return cls(forced or sys.stderr.isatty())
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            stream = self.stream or sys.stderr
+            print(f"[{self.clock() - self.started:7.1f}s] {message}", file=stream, flush=True)
+
+    @contextmanager
+    def stage(self, message: str) -> Iterator[None]:
+        """``message ...`` before the work, ``message: done in S s`` after it (nothing on failure)."""
+        self.say(f"{message} ...")
+        start = self.clock()
+        yield
+        self.say(f"{message}: done in {self.clock() - start:.1f}s")
+
+    def generation(self, rows: int, max_new_tokens: int) -> Callable[[str, float], None]:
+        """A :class:`~qwen35_neuron.runtime.benchmark.PhaseTimer` listener: one line for the
+        prefill, then one every ``interval_s`` seconds of decoding."""
+        state = {"steps": 0, "decode_s": 0.0, "last": self.clock()}
+
+        def listener(phase: str, seconds: float) -> None:
+            if phase == CONTEXT_ENCODING:
+                self.say(f"prefill of {rows} prompt(s): {seconds * 1e3:.0f} ms")
+                return
+            state["steps"] += 1
+            state["decode_s"] += seconds
+            if self.clock() - state["last"] >= self.interval_s:
+                state["last"] = self.clock()
+                self.say(f"decoding: token {state['steps'] + 1} of up to {max_new_tokens} per row, "
+                         f"{state['steps'] / state['decode_s']:.1f} steps/s")
+
+        return listener
