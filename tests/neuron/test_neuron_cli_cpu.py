@@ -103,10 +103,16 @@ def test_compile_checks_the_checkpoint_before_the_sdk(capsys, config_dir_35b, tm
     assert code == 2 and "needs the AWS Neuron SDK" not in err and err.count("\n") == 1
 
 
-def test_images_with_the_adapter_loop_are_refused_before_loading(scripts, capsys):
-    argv = ["--compiled", "/nonexistent", "--input-ids", "1,250,2", "--image", "x.png", "--loop", "adapter"]
-    assert scripts["generate"].main(argv) == 2
-    assert "cannot carry images" in capsys.readouterr().err
+@pytest.mark.parametrize("extra, message", [
+    (["--input-ids", "1,250,2", "--image", "x.png", "--loop", "adapter"], "cannot carry images"),
+    (["--input-ids", "1,2", "--do-sample"], "generation on Trainium2 is greedy here"),
+    (["--input-ids", "1,2", "--vision-compiled", "towers"], "give at least one --image"),
+    (["--chat", "--input-ids", "1,2"], "use --prompt, not --input-ids"),
+])
+def test_trn2_generate_mistakes_are_refused_before_loading(scripts, capsys, extra, message):
+    assert scripts["generate"].main(["--compiled", "/nonexistent", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
 
 
 @pytest.fixture
@@ -127,6 +133,33 @@ def test_generate_compiled_equals_the_cpu_runtime(loaded_app, capsys):
     result = json.loads(out)
     assert result["equal_to_cpu"] and [len(t) for t in result["tokens"]] == [5, 5]
     assert result["timing"]["ttft_s"] > 0 and result["timing"]["tpot_s"] > 0
+
+
+def test_generate_compiled_chat_equals_the_cpu_chat(fake_sdk_modules, tiny_dir, tmp_path, monkeypatch, capsys):
+    """--chat on the compiled model: the checkpoint named in the compiled config brings the tokenizer and
+    its chat template; the tokens equal `generate --model --chat` on the CPU runtime."""
+    import shutil
+
+    import qwen35_neuron.neuron as neuron
+    from nxdi_driver import build_application
+    from qwen35_neuron.testing.tokenizer import write_tiny_tokenizer
+
+    model_dir = tmp_path / "with-chat-template"
+    shutil.copytree(tiny_dir, model_dir)
+    write_tiny_tokenizer(model_dir)
+    app, _ = build_application(neuron, str(model_dir))
+    monkeypatch.setattr(neuron_app, "load_compiled", lambda compiled, progress: app)
+    chat = ["--chat", "--prompt", "Hi", "--prompt", "Hey you", "--no-thinking", "--max-new-tokens", "4", "--json"]
+    code, out, _ = _run(capsys, "generate", "--compiled-model-path", "unused", *chat, "--compare-cpu")
+    assert code == 0
+    result = json.loads(out)
+    assert result["equal_to_cpu"] and len(result["text"]) == 2
+    code, cpu, _ = _run(capsys, "generate", "--model", str(model_dir), *chat, "--buckets", "32", "--max-seq-len", "64")
+    assert code == 0 and json.loads(cpu)["tokens"] == result["tokens"]
+    for extra, message in ((["--prompt", "A longer question"], "more than the largest compiled context bucket (32)"),
+                           (["--prompt", "Hi", "--max-new-tokens", "50"], "exceed the compiled --seq-len 64")):
+        code, _, err = _run(capsys, "generate", "--compiled-model-path", "unused", "--chat", *extra)
+        assert code == 2 and message in err and err.count("\n") == 1, err
 
 
 def test_bench_compiled_writes_nxdi_report(loaded_app, tmp_path, capsys):

@@ -182,6 +182,7 @@ def _run_on_neuron(args: argparse.Namespace, progress: Progress) -> int:
                                                                  args.vision_compiled, args.min_pixels,
                                                                  args.max_pixels)
         else:
+            neuron_app.check_text_lengths(prompts, model, args.max_new_tokens)
             tokens, timing = neuron_app.generate_text(model, prompts, args.max_new_tokens, eos, args.loop,
                                                       progress.generation(len(prompts), args.max_new_tokens))
     extra: dict = {"timing": timing}

@@ -45,6 +45,19 @@ def check_batch(prompts: list[list[int]], model: Any) -> None:
                          "prompts or recompile")
 
 
+def check_text_lengths(prompts: list[list[int]], model: Any, max_new_tokens: int) -> None:
+    """Text prompts fit the compiled graphs: a context bucket, and the cache with the new tokens."""
+    settings = model.config.settings()
+    for row, prompt in enumerate(prompts):
+        if len(prompt) > settings.max_context_length:
+            raise InputError(f"prompt {row} has {len(prompt)} tokens, more than the largest compiled context bucket "
+                             f"({settings.max_context_length}): shorten it or recompile with a larger "
+                             "--context-encoding-buckets")
+        if len(prompt) + max_new_tokens > settings.max_length:
+            raise InputError(f"prompt {row} ({len(prompt)} tokens) + --max-new-tokens {max_new_tokens} exceed the "
+                             f"compiled --seq-len {settings.max_length}: generate fewer tokens or recompile")
+
+
 def generate_text(model: Any, prompts: list[list[int]], max_new_tokens: int, eos: tuple[int, ...], loop: str,
                   listener=None) -> tuple[list[list[int]], dict[str, float | None]]:
     """Greedy text generation: our direct loop (timed per call) or NxDI's HF adapter (timed overall)."""
