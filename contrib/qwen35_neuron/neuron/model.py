@@ -40,6 +40,7 @@ from neuronx_distributed_inference.modules.generation.sampling import create_sam
 
 from ..checkpoint.loader import iter_text_tensors
 from ..errors import Qwen35Error
+from ..model.nxdi_step import nxdi_text_step, step_from_nxdi  # noqa: F401 (step_from_nxdi: re-exported)
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
@@ -47,23 +48,6 @@ from .config import Qwen35MoeInferenceConfig
 from .kernel_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
 from .vl_inputs import NXDI_STANDARD_INPUTS, batch_order, fit_inputs, pad_rows, text_inputs, vl_input_names
-
-
-def step_from_nxdi(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cache_start [B], valid_len [B], rotary positions [3, B, S]) from NxDI's inputs.
-
-    CTE (S > 1, right padded): a row's real tokens are its attention-mask ones. TKG (S = 1): a row
-    takes part when its mask has any one (a row with an all-zero mask keeps its state). Text uses
-    the same position on the three mRoPE axes: the cache position.
-    """
-    length = input_ids.shape[1]
-    cache_start = position_ids[:, 0].to(torch.long)
-    ones = attention_mask.to(torch.long).sum(dim=1)
-    valid_len = ones if length > 1 else (ones > 0).to(torch.long)
-    slots = torch.arange(length, device=input_ids.device)
-    rotary = (cache_start[:, None] + slots)[None].expand(3, -1, -1)
-    return cache_start, valid_len, rotary
 
 
 class NeuronQwen35MoeModel(NeuronBaseModel):
@@ -121,12 +105,10 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
                 adapter_ids=None, *vl_inputs):
         """NxDI's seven standard inputs, then the VL inputs (``vl_inputs.CTE_VL_INPUTS`` or
         ``TKG_VL_INPUTS``; none: text) -> [tokens or logits [B, 1, V], (logits), *new state buffers]."""
-        cache_start, valid_len, rotary = step_from_nxdi(input_ids, attention_mask, position_ids)
-        inputs_embeds = None
         if vl_inputs:
-            inputs_embeds, rotary = self.apply_vl_inputs(input_ids, rotary, vl_inputs)
-        logits, new_states = self._text_model[0](input_ids, rotary, cache_start, valid_len, seq_ids.to(torch.long),
-                                                 list(self.past_key_values), inputs_embeds=inputs_embeds)
+            self.check_vl_inputs(input_ids, vl_inputs)
+        logits, new_states = nxdi_text_step(self._text_model[0], input_ids, attention_mask, position_ids, seq_ids,
+                                            list(self.past_key_values), vl_inputs)
         logits = logits[:, None, :]
         if self.on_device_sampling:
             outputs = [self._sample_on_device(logits, sampling_params, False, input_ids.shape[1] > 1)]
@@ -136,21 +118,11 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
             outputs = [logits]  # output_logits needs on-device sampling (NeuronSettings checks it)
         return outputs + list(new_states)
 
-    def apply_vl_inputs(self, input_ids: torch.Tensor, text_rotary: torch.Tensor,
-                        vl_inputs: tuple) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(input embeddings or None, rotary ids [3, B, S]) of a call with VL inputs. Static shapes:
-        a select between two full tensors, no scatter whose size depends on the data."""
-        is_cte = input_ids.shape[1] > 1
-        names = vl_input_names(is_cte)
+    @staticmethod
+    def check_vl_inputs(input_ids: torch.Tensor, vl_inputs: tuple) -> None:
+        names = vl_input_names(input_ids.shape[1] > 1)
         if len(vl_inputs) != len(names):
             raise Qwen35Error(f"this graph takes the VL inputs {list(names)} after NxDI's seven, got {len(vl_inputs)}")
-        if not is_cte:
-            (rope_delta,) = vl_inputs
-            return None, text_rotary + rope_delta.to(torch.long)[None, :, None]
-        image_embeds, image_mask, rotary_ids = vl_inputs
-        text = self.embed_tokens(input_ids)
-        embeds = torch.where(image_mask[..., None] != 0, image_embeds.to(text.dtype), text)
-        return embeds, rotary_ids.to(torch.long).permute(1, 0, 2)
 
 
 class Qwen35ModelInstance(DecoderModelInstance):

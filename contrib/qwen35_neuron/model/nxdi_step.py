@@ -1,0 +1,61 @@
+"""One step of the Neuron graphs from NxDI's inputs: the traced forward's body, without the SDK.
+
+The traced module of ``qwen35_neuron.neuron.model`` hands NxDI's standard inputs (and the VL inputs of
+``qwen35_neuron.neuron.vl_inputs``) to :func:`nxdi_text_step`. It is pure PyTorch so that the graph-bytes
+benchmark (``compile_scripts/bench_graph_bytes.py``) runs the very same step on a per-rank model on a
+machine without the Neuron SDK.
+
+What the graph derives from NxDI's inputs (:func:`step_from_nxdi`): the cache position of slot 0 is
+``position_ids[:, 0]`` (KV write index and attention length come from it, never from a rotary position);
+a row's real tokens are its attention-mask ones in context encoding (CTE), "any one" in token generation
+(TKG: an all-zero row keeps its state).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .text_model import Qwen35TextModel
+
+
+def step_from_nxdi(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cache_start [B], valid_len [B], rotary positions [3, B, S]) from NxDI's inputs.
+
+    CTE (S > 1, right padded): a row's real tokens are its attention-mask ones. TKG (S = 1): a row
+    takes part when its mask has any one (a row with an all-zero mask keeps its state). Text uses
+    the same position on the three mRoPE axes: the cache position.
+    """
+    length = input_ids.shape[1]
+    cache_start = position_ids[:, 0].to(torch.long)
+    ones = attention_mask.to(torch.long).sum(dim=1)
+    valid_len = ones if length > 1 else (ones > 0).to(torch.long)
+    slots = torch.arange(length, device=input_ids.device)
+    rotary = (cache_start[:, None] + slots)[None].expand(3, -1, -1)
+    return cache_start, valid_len, rotary
+
+
+def vl_step_inputs(model: Qwen35TextModel, input_ids: torch.Tensor, text_rotary: torch.Tensor,
+                   vl_inputs: tuple) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(input embeddings or None, rotary ids [3, B, S]) of a call with the VL inputs: CTE
+    ``(image_embeds [B, S, H], image_mask [B, S], rotary_position_ids [B, 3, S])``, TKG ``(rope_delta [B],)``.
+    Static shapes: a select between two full tensors, no scatter whose size depends on the data."""
+    if input_ids.shape[1] == 1:
+        (rope_delta,) = vl_inputs
+        return None, text_rotary + rope_delta.to(torch.long)[None, :, None]
+    image_embeds, image_mask, rotary_ids = vl_inputs
+    text = model.embed_tokens(input_ids)
+    embeds = torch.where(image_mask[..., None] != 0, image_embeds.to(text.dtype), text)
+    return embeds, rotary_ids.to(torch.long).permute(1, 0, 2)
+
+
+def nxdi_text_step(model: Qwen35TextModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   position_ids: torch.Tensor, seq_ids: torch.Tensor, states: list[torch.Tensor],
+                   vl_inputs: tuple = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One CTE or TKG graph: NxDI's inputs and the state buffers -> (logits [B, V], new state buffers)."""
+    cache_start, valid_len, rotary = step_from_nxdi(input_ids, attention_mask, position_ids)
+    inputs_embeds = None
+    if vl_inputs:
+        inputs_embeds, rotary = vl_step_inputs(model, input_ids, rotary, vl_inputs)
+    return model(input_ids, rotary, cache_start, valid_len, seq_ids.to(torch.long), states,
+                 inputs_embeds=inputs_embeds)

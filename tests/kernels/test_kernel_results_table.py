@@ -1,0 +1,39 @@
+"""The graph-bytes benchmark's table of kernel results (shapes, dtypes) equals what the kernels return."""
+
+from __future__ import annotations
+
+import torch
+
+from kernel_helpers import gdn_inputs
+from qwen35_neuron.analysis.graph_bytes import KERNEL_RESULTS
+from qwen35_neuron.kernels.ops import EmulatorRunner, kernel_ops
+
+
+def test_every_kernel_result_matches_the_benchmark_table():
+    emulator, seen = EmulatorRunner(), []
+
+    def checking(name, *args):
+        results = emulator(name, *args)
+        got = results if isinstance(results, tuple) else (results,)
+        predicted = KERNEL_RESULTS[name](*args)
+        assert [(tuple(t.shape), t.dtype) for t in got] == [(tuple(t.shape), t.dtype) for t in predicted], name
+        seen.append(name)
+        return results
+
+    gen = torch.Generator().manual_seed(0)
+    for prefill in ("gdn_prefill", "gdn_prefill_bf16"):
+        ops = kernel_ops(checking, prefill)
+        q, k, v, g, beta, state = gdn_inputs(2, 9, 1, 2, 16, seed=1, dtype=torch.bfloat16)
+        ops.gdr_prefill(q, k, v, g, beta, state, 64)
+    ops.gdr_decode(q[:, :1], k[:, :1], v[:, :1], g[:, :1], beta[:, :1], state)
+    a, b = torch.randn(2, 1, 2, generator=gen), torch.randn(2, 1, 2, generator=gen)
+    z = torch.randn(2, 1, 2, 16, generator=gen).to(torch.bfloat16)
+    ops.gdr_decode_gated(q[:, :1], k[:, :1], v[:, :1], a, b, torch.zeros(2), torch.ones(2), z, torch.ones(16), state,
+                         1e-6)
+    x, conv = torch.randn(2, 6, 40, generator=gen), torch.randn(2, 40, 3, generator=gen)
+    ops.causal_conv(x, conv, torch.randn(40, 4, generator=gen), torch.tensor([6, 2]))
+    ops.causal_conv(x[:, :1], conv, torch.randn(40, 4, generator=gen), torch.tensor([1, 0]))
+    qa = torch.randn(2, 4, 5, 32, generator=gen)
+    ops.attention(qa, torch.randn(2, 2, 9, 32, generator=gen), torch.randn(2, 2, 9, 32, generator=gen),
+                  torch.tensor([[4, 5, 6, 7, 8], [2, 3, 4, 4, 4]]), 0.2)
+    assert set(seen) == set(KERNEL_RESULTS)
