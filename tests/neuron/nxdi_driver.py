@@ -2,7 +2,7 @@
 
 From the pinned sources: CTE runs when ``position_ids.min() == 0``; the wrapper pads CTE inputs
 to the bucket (input ids with the pad id, mask with 0, positions with 1) and the TKG mask to the
-cache length, casts int64 to int32, calls ``forward(input_ids, attention_mask, position_ids,
+first token-generation bucket wider than it (the largest when as wide), casts int64 to int32, calls ``forward(input_ids, attention_mask, position_ids,
 seq_ids, sampling_params, prev_hidden, adapter_ids)``, and the device keeps the aliased state
 outputs (here: copied back into ``past_key_values``).
 """
@@ -18,9 +18,12 @@ from qwen35_neuron.config.neuron_settings import NeuronSettings
 
 
 class NxdiDriver:
-    def __init__(self, module, context_buckets: tuple[int, ...], max_length: int, pad_token_id: int = 0) -> None:
+    def __init__(self, module, context_buckets: tuple[int, ...], max_length: int, pad_token_id: int = 0,
+                 token_buckets: tuple[int, ...] | None = None) -> None:
         self.module, self.buckets, self.max_length, self.pad = module, sorted(context_buckets), max_length, pad_token_id
+        self.token_buckets = sorted(token_buckets or (max_length,))
         self.calls: list[str] = []
+        self.tkg_buckets: list[int] = []  # the token-generation bucket of every TKG call
 
     def reset(self) -> None:
         pass  # NxDI's reset() only clears a host flag; device state is not zeroed
@@ -35,8 +38,11 @@ class NxdiDriver:
             position_ids = F.pad(position_ids, (0, grow), value=1)
             self.calls.append(f"cte{bucket}")
         else:
-            attention_mask = F.pad(attention_mask, (0, self.max_length - attention_mask.shape[1]), value=0)
+            width = attention_mask.shape[1]
+            bucket = next((b for b in self.token_buckets if width < b), self.token_buckets[-1])
+            attention_mask = F.pad(attention_mask, (0, bucket - width), value=0)
             self.calls.append("tkg")
+            self.tkg_buckets.append(bucket)
         args = [t.to(torch.int32) for t in (input_ids, attention_mask, position_ids, seq_ids)]
         sampling = torch.ones(batch, 3)
         with torch.no_grad():

@@ -73,6 +73,20 @@ def test_tokens_equal_the_cpu_runtime(fake_sdk_modules, checkpoint_dirs, name):
     assert len(ours.step_s) == 7
 
 
+def test_token_buckets_read_only_the_live_cache_and_keep_the_tokens(fake_sdk_modules, tiny_dir):
+    """Token-generation graphs of buckets 16 / 32 / 64 attend to their first slots only: same tokens as the
+    CPU runtime (whose decode reads the whole cache), the bucket growing with the context."""
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    _, module, _ = build(neuron, tiny_dir, token_buckets=(16, 32, 64))
+    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"], token_buckets=(16, 32, 64))
+    prompts = [list(p) for p in PROMPTS]
+    ours = generate_direct(driver, prompts, 12)
+    assert ours.tokens == generate(make_engine(tiny_dir), prompts, 12, eos_token_ids=()).tokens
+    assert driver.tkg_buckets[0] == 16 and driver.tkg_buckets[-1] == 32
+
+
 def test_rows_reset_and_stay_isolated(fake_sdk_modules, tiny_dir):
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.neuron.generation import generate_direct

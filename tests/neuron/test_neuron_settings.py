@@ -44,7 +44,10 @@ def test_kwargs_encode_the_settings():
     kwargs = neuron_config_kwargs(preset("trn2.48xlarge", batch_size=4, ctx_batch_size=1, max_length=8192))
     assert (kwargs["tp_degree"], kwargs["logical_nc_config"], kwargs["moe_tp_degree"]) == (8, 2, 8)
     assert (kwargs["ctx_batch_size"], kwargs["tkg_batch_size"], kwargs["kv_cache_batch_size"]) == (1, 4, 4)
-    assert kwargs["context_encoding_buckets"] == [128, 512, 2048] and kwargs["token_generation_buckets"] == [8192]
+    assert kwargs["context_encoding_buckets"] == [128, 512, 2048]
+    assert kwargs["token_generation_buckets"] == [512, 1024, 2048, 4096, 8192]  # doubling up to max_length
+    chosen = neuron_config_kwargs(preset("trn2.3xlarge", token_buckets=(4096, 1024), max_length=4096))
+    assert chosen["token_generation_buckets"] == [1024, 4096]
     assert kwargs["max_context_length"] == 2048 and kwargs["padding_side"] == "right"
     assert "on_device_sampling_config" not in kwargs and "blockwise_matmul_config" not in kwargs
 
@@ -57,6 +60,8 @@ def test_kwargs_encode_the_settings():
     ({"output_logits": True}, "on_device_sampling"),
     ({"ctx_batch_size": 2}, "ctx_batch_size"),
     ({"context_buckets": (1,)}, ">= 2"),
+    ({"token_buckets": (512, 2048)}, "largest is max_length"),
+    ({"token_buckets": ()}, "token_buckets"),
 ])
 def test_bad_settings_name_the_problem(changes, message):
     with pytest.raises(UnsupportedConfigError, match=message):

@@ -85,6 +85,19 @@ def test_rows_chosen_by_the_caller(neuron_vl, cpu_vl, neuron_vl_images):
         assert session.decode() == cpu_vl.decode()
 
 
+def test_a_full_batch_lands_in_its_rows_in_any_order(neuron_vl, cpu_vl, neuron_vl_images):
+    """A call covering every state row, in another order: the graph updates the buffers row by row in
+    input order, so the wrapper sorts the rows first and gives the outputs back in the caller's order."""
+    session, _ = neuron_vl()
+    requests = [request(c, neuron_vl_images) for c in (*MIXED, "no_image")]
+    rows = [2, 0, 3, 1]
+    first = session.prefill(requests, rows=rows, max_new_tokens=4)
+    cpu_vl.reset()
+    assert first == cpu_vl.prefill(requests, rows=rows, max_new_tokens=4)
+    for _ in range(3):
+        assert session.decode() == cpu_vl.decode()
+
+
 def test_the_image_content_reaches_the_graph(neuron_vl, neuron_vl_images):
     session, _ = neuron_vl()
     prompt = CASES["one_image"][0]

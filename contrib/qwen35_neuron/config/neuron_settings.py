@@ -24,6 +24,7 @@ DELTANET_KERNELS = ("ours", "nkilib", "torch")  # NKI kernels of qwen35_neuron.k
 ATTENTION_KERNELS = ("ours", "torch")
 DTYPES = ("bfloat16", "float32")
 NKILIB_GDN_CHUNK = 64  # nki-library's gdn_cte needs context lengths that are multiples of its chunk
+TOKEN_BUCKET_MIN = 512  # smallest default token-generation bucket: below it the KV read is noise beside the weights
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class NeuronSettings:
     ctx_batch_size: int | None = 1
     context_buckets: tuple[int, ...] = (128, 512, 2048)
     max_length: int = 4096  # cache slots per row: prompt + generated tokens
+    # Token-generation graphs, by the cache slots their attention reads (NxDI's token-generation
+    # buckets: NxDI runs the first one wider than the call's attention mask). The largest must be
+    # max_length. None: powers of two from TOKEN_BUCKET_MIN up to max_length.
+    token_buckets: tuple[int, ...] | None = None
     dtype: str = "bfloat16"
     moe_backend: str = "ours"
     deltanet_kernel: str = "ours"
@@ -53,6 +58,8 @@ class NeuronSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "context_buckets", tuple(sorted(int(b) for b in self.context_buckets)))
+        if self.token_buckets is not None:
+            object.__setattr__(self, "token_buckets", tuple(sorted({int(b) for b in self.token_buckets})))
         for value, name in ((self.tp_degree, "tp_degree"), (self.batch_size, "batch_size"),
                             (self.max_length, "max_length")):
             if value < 1:
@@ -73,6 +80,10 @@ class NeuronSettings:
                                      (self.attention_kernel, "attention_kernel", ATTENTION_KERNELS)):
             if value not in allowed:
                 raise UnsupportedConfigError(f"{name} {value!r} is not one of {allowed}")
+        tkg = self.token_generation_buckets
+        if not tkg or tkg[0] < 1 or tkg[-1] != self.max_length:
+            raise UnsupportedConfigError(f"token_buckets {tkg} must be lengths in 1..max_length whose largest is "
+                                         f"max_length ({self.max_length}): a decode step may attend to every slot")
         if self.moe_block_size < 1:
             raise UnsupportedConfigError(f"moe_block_size must be >= 1, got {self.moe_block_size}")
         if self.gdr_chunk_size < 1 or self.gdr_chunk_size & (self.gdr_chunk_size - 1):
@@ -92,6 +103,17 @@ class NeuronSettings:
     def max_context_length(self) -> int:
         return self.context_buckets[-1]
 
+    @property
+    def token_generation_buckets(self) -> tuple[int, ...]:
+        """The token-generation graphs' cache buckets (``token_buckets`` or the default doubling)."""
+        if self.token_buckets is not None:
+            return self.token_buckets
+        buckets, size = [], TOKEN_BUCKET_MIN
+        while size < self.max_length:
+            buckets.append(size)
+            size *= 2
+        return (*buckets, self.max_length)
+
     def with_overrides(self, **changes: Any) -> "NeuronSettings":
         """A copy with some fields changed (None values are ignored, so argparse defaults pass through)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -100,8 +122,8 @@ class NeuronSettings:
 def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
     """Keywords for NxDI's ``MoENeuronConfig``: every name exists at the pinned release (tested).
 
-    One token-generation bucket of ``max_length``: every graph aliases the same full-length state
-    buffers, so smaller TKG buckets would save nothing in our attention (it reads the whole cache).
+    Token-generation buckets: every graph aliases the same full-length state buffers; a bucket's graph
+    reads only its first ``bucket`` cache slots (``model.nxdi_step.attended_slots``).
     """
     kwargs: dict[str, Any] = {
         "tp_degree": settings.tp_degree,
@@ -120,7 +142,7 @@ def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
         "cast_type": "config",  # the model instance restores fp32 for the recurrent state afterwards
         "enable_bucketing": True,
         "context_encoding_buckets": list(settings.context_buckets),
-        "token_generation_buckets": [settings.max_length],
+        "token_generation_buckets": list(settings.token_generation_buckets),
         "save_sharded_checkpoint": settings.save_sharded_checkpoint,
         "output_logits": settings.output_logits,
         "moe_tp_degree": settings.tp_degree,

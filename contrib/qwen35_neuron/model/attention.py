@@ -2,8 +2,7 @@
 
 ``q_proj`` yields, per head, [query | gate]; the attention output is multiplied by sigmoid(gate)
 before ``o_proj``. K/V caches [B, Hkv, S_max, D] are state in -> state out. New K/V are written at
-each slot's cache position; pad slots write to a scratch slot past the end, so they never land on
-a real position.
+each slot's cache position, in place; pad slots leave the cache as it was.
 """
 
 from __future__ import annotations
@@ -21,13 +20,14 @@ from .step import StepInputs
 
 
 def write_cache(cache: torch.Tensor, new: torch.Tensor, step: StepInputs) -> torch.Tensor:
-    """cache [B, H, T, D] with new [B, H, S, D] written at the real slots' positions."""
-    batch, heads, capacity, dim = cache.shape
-    scratch = torch.full_like(step.positions, capacity)
-    index = torch.where(step.valid, step.positions, scratch)  # pads -> scratch slot T
-    index = index[:, None, :, None].expand(-1, heads, -1, dim)
-    padded = torch.cat([cache, cache.new_zeros(batch, heads, 1, dim)], dim=2)
-    return padded.scatter(2, index, new.to(cache.dtype))[:, :, :capacity]
+    """cache [B, H, T, D] with new [B, H, S, D] written at the real slots' positions: one scatter into
+    the cache itself (in place on the aliased buffer, as NxDI's KVCacheManager writes), never a
+    rebuilt cache. A pad slot (or an idle row) writes back the value already at its index, position
+    mod T: within a row the S indices are distinct and a pad's never meets a real slot's."""
+    heads, capacity, dim = cache.shape[1], cache.shape[2], cache.shape[3]
+    index = (step.positions % capacity)[:, None, :, None].expand(-1, heads, -1, dim)
+    values = torch.where(step.valid[:, None, :, None], new.to(cache.dtype), cache.gather(2, index))
+    return cache.scatter(2, index, values)
 
 
 class GatedAttention(nn.Module):
@@ -58,6 +58,8 @@ class GatedAttention(nn.Module):
         key = apply_partial_rotary(self.k_norm(key), cos, sin)
         k_cache = write_cache(k_cache, key.transpose(1, 2), step)
         v_cache = write_cache(v_cache, value.transpose(1, 2), step)
-        out = ops.attention(query.transpose(1, 2), k_cache, v_cache, step.positions, self.scale)
+        live = slice(0, step.attended)  # a token-generation bucket reads only the live part of the cache
+        out = ops.attention(query.transpose(1, 2), k_cache[:, :, live], v_cache[:, :, live], step.positions,
+                            self.scale)
         out = out.transpose(1, 2).reshape(batch, length, -1) * torch.sigmoid(gate.reshape(batch, length, -1))
         return self.o_proj(out), k_cache, v_cache

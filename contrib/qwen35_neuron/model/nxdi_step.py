@@ -8,7 +8,9 @@ machine without the Neuron SDK.
 What the graph derives from NxDI's inputs (:func:`step_from_nxdi`): the cache position of slot 0 is
 ``position_ids[:, 0]`` (KV write index and attention length come from it, never from a rotary position);
 a row's real tokens are its attention-mask ones in context encoding (CTE), "any one" in token generation
-(TKG: an all-zero row keeps its state).
+(TKG: an all-zero row keeps its state). What the graph reads follows from the shapes alone
+(:func:`graph_rows`, :func:`attended_slots`): a graph as wide as the state buffers updates them directly,
+and a token-generation graph reads only the cache slots of its bucket.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ def step_from_nxdi(input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return cache_start, valid_len, rotary
 
 
+def graph_rows(seq_ids: torch.Tensor, state_rows: int) -> torch.Tensor | None:
+    """The state rows a graph works on; None when the graph has as many rows as the buffers: then NxDI
+    passes them in order (its wrapper sorts ``seq_ids`` when it pads a partial batch, vLLM sorts them, our
+    wrapper sorts a full batch, and NxDI's own KVCacheManager writes token-generation rows by position
+    alone), so the graph updates the buffers directly, with no row gather or scatter. A narrower graph
+    (one prefill beside running requests) selects its rows by ``seq_ids``."""
+    return None if seq_ids.shape[0] == state_rows else seq_ids.to(torch.long)
+
+
+def attended_slots(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int | None:
+    """Cache slots a graph's attention reads. A token-generation graph's mask is as wide as its bucket
+    (NxDI picks the first bucket wider than the caller's mask, whose width is above every real position,
+    and pads the mask to it): the graph reads that many slots. A context-encoding graph's mask is as wide
+    as its tokens: it reads the whole cache (a chunk of a chunked prefill attends to all before it)."""
+    tokens, width = input_ids.shape[1], attention_mask.shape[1]
+    return width if tokens == 1 or width > tokens else None
+
+
 def vl_step_inputs(model: Qwen35TextModel, input_ids: torch.Tensor, text_rotary: torch.Tensor,
                    vl_inputs: tuple) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(input embeddings or None, rotary ids [3, B, S]) of a call with the VL inputs: CTE
@@ -57,5 +77,5 @@ def nxdi_text_step(model: Qwen35TextModel, input_ids: torch.Tensor, attention_ma
     inputs_embeds = None
     if vl_inputs:
         inputs_embeds, rotary = vl_step_inputs(model, input_ids, rotary, vl_inputs)
-    return model(input_ids, rotary, cache_start, valid_len, seq_ids.to(torch.long), states,
-                 inputs_embeds=inputs_embeds)
+    return model(input_ids, rotary, cache_start, valid_len, graph_rows(seq_ids, states[0].shape[0]), states,
+                 inputs_embeds=inputs_embeds, attended=attended_slots(input_ids, attention_mask))

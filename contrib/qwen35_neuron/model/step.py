@@ -20,9 +20,13 @@ class StepInputs:
     positions: torch.Tensor  # [B, S] long: cache position of each slot
     valid: torch.Tensor  # [B, S] bool: slot holds a real token
     continuing: torch.Tensor  # [B] bool: the row keeps its state (else it resets: a new request)
+    # cache slots attention reads (static): a token-generation bucket, None = the whole cache. The
+    # caller promises every real slot's position is below it.
+    attended: int | None = None
 
     @classmethod
-    def build(cls, cache_start: torch.Tensor, valid_len: torch.Tensor, length: int) -> "StepInputs":
+    def build(cls, cache_start: torch.Tensor, valid_len: torch.Tensor, length: int,
+              attended: int | None = None) -> "StepInputs":
         slots = torch.arange(length, device=cache_start.device)
         return cls(
             cache_start=cache_start,
@@ -32,6 +36,7 @@ class StepInputs:
             # a row resets only when a new request starts in it (real tokens at cache position 0);
             # a row with no tokens in this call keeps its state whatever its position says
             continuing=(cache_start > 0) | (valid_len == 0),
+            attended=attended,
         )
 
     @property

@@ -46,17 +46,19 @@ class Qwen35TextModel(nn.Module):
         states: list[torch.Tensor],
         inputs_embeds: torch.Tensor | None = None,
         all_logits: bool = False,
+        attended: int | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids [B, S]; rotary_positions [3, B, S]; cache_start, valid_len, seq_ids [B] (None: the
         call covers every row of the buffers, in order - no gather/scatter);
         states: the full buffers in :func:`state_specs` order; inputs_embeds [B, S, H] replaces the
-        token embeddings (vision features already scattered in).
+        token embeddings (vision features already scattered in); attended: cache slots attention reads
+        (a token-generation bucket; None: all), every real slot's position must lie below it.
 
         Returns (logits [B, V] at each row's last real token, or [B, S, V] with ``all_logits``;
         the full state buffers with rows ``seq_ids`` updated).
         """
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        step = StepInputs.build(cache_start, valid_len, input_ids.shape[1])
+        step = StepInputs.build(cache_start, valid_len, input_ids.shape[1], attended)
         rotary = self.rotary(rotary_positions)
         rows = states if seq_ids is None else [s.index_select(0, seq_ids) for s in states]
         new_rows: list[torch.Tensor] = []

@@ -97,6 +97,7 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
         raw.setdefault("output_logits", nc.output_logits)
         raw.setdefault("max_length", nc.max_length)
         raw.setdefault("context_buckets", tuple(nc.context_encoding_buckets or [nc.max_context_length]))
+        raw.setdefault("token_buckets", tuple(nc.token_generation_buckets or [nc.max_length]))
         return NeuronSettings(**raw)
 
 

@@ -47,7 +47,16 @@ from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
 from .config import Qwen35MoeInferenceConfig
 from .kernel_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
-from .vl_inputs import NXDI_STANDARD_INPUTS, batch_order, fit_inputs, pad_rows, text_inputs, vl_input_names
+from .vl_inputs import (
+    NXDI_STANDARD_INPUTS,
+    batch_order,
+    fit_inputs,
+    full_batch_order,
+    pad_rows,
+    restore_order,
+    text_inputs,
+    vl_input_names,
+)
 
 
 class NeuronQwen35MoeModel(NeuronBaseModel):
@@ -139,7 +148,8 @@ class Qwen35ModelWrapper(ModelWrapper):
     NxD routes a call to the graph whose traced input shapes it matches exactly, so every call must
     carry the VL inputs: callers without images get the text values in :meth:`pad_inputs`. NxDI's own
     partial-batch path (``_forward_with_pad``) passes on only the first eight inputs, so the VL ones
-    are padded here in its row order and put back in :meth:`_forward`.
+    are padded here in its row order and put back in :meth:`_forward`. A call covering every state row
+    runs with its rows sorted by seq id (the graph then updates the buffers in place, row by row).
     """
 
     _vl_padded: tuple | None = None
@@ -178,7 +188,14 @@ class Qwen35ModelWrapper(ModelWrapper):
     def _forward(self, *args):
         if self._vl_padded is not None and len(args) == NXDI_STANDARD_INPUTS:
             args = (*args, *self._vl_padded)
-        return super()._forward(*args)
+        rows = args[3].shape[0]
+        order = full_batch_order(args[3], self.neuron_config.kv_cache_batch_size)
+        if order is None:
+            return super()._forward(*args)
+        sorted_args = [a.index_select(0, order) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == rows
+                       else a for a in args]
+        per_request = 2 if self.neuron_config.on_device_sampling_config and self.neuron_config.output_logits else 1
+        return restore_order(super()._forward(*sorted_args), order, per_request)
 
 
 class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):

@@ -116,3 +116,22 @@ def pad_rows(tensors: Sequence[torch.Tensor], order: torch.Tensor, batch_size: i
             tensor = torch.cat([tensor, tensor[:1].expand(missing, *tensor.shape[1:])])
         out.append(tensor.index_select(0, order))
     return tuple(out)
+
+
+def full_batch_order(seq_ids: torch.Tensor, state_rows: int) -> torch.Tensor | None:
+    """The sorting permutation of a call that covers every state row in another order, else None.
+    Such a graph updates the buffers row by row in input order (``model.nxdi_step.graph_rows``), as
+    NxDI's own KV cache does: the rows must come sorted."""
+    if seq_ids.shape[0] != state_rows:
+        return None
+    order = torch.argsort(seq_ids.to(torch.long))
+    return None if torch.equal(order, torch.arange(state_rows)) else order
+
+
+def restore_order(outputs, order: torch.Tensor, per_request: int):
+    """Outputs of a call run with rows sorted by ``order``, back in the caller's row order: a tensor, or
+    the first ``per_request`` entries of a list (the rest are the state buffers, not rows of the call)."""
+    inverse = torch.argsort(order)
+    if isinstance(outputs, torch.Tensor):
+        return outputs.index_select(0, inverse)
+    return [o.index_select(0, inverse) if i < per_request else o for i, o in enumerate(outputs)]
