@@ -58,6 +58,9 @@ def test_print_settings_takes_nxdi_flag_names(config_dir_35b, capsys):
     keywords = json.loads(lines[1].split(": ", 1)[1])
     assert keywords["context_encoding_buckets"] == [256, 1024] and keywords["token_generation_buckets"] == [8192]
     assert keywords["seq_len"] == 8192 and keywords["logical_nc_config"] == 2
+    code, out, _ = _run(capsys, "compile", "--model-path", config_dir_35b, "--print-settings",
+                        "--token-generation-buckets", "4096", "1024")
+    assert code == 0 and json.loads(out.splitlines()[1].split(": ", 1)[1])["token_generation_buckets"] == [1024, 4096]
     assert lines[2].startswith("roofline:") and "(fits)" in lines[2]
 
 
@@ -72,7 +75,7 @@ def test_print_settings_through_the_script_with_the_earlier_flag_names(scripts, 
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--token-generation-buckets", "1024", "4096"], "--token-generation-buckets 1024 4096: one token-generation"),
+    (["--token-generation-buckets", "1024", "2048"], "--token-generation-buckets (1024, 2048) must be lengths in 1..--seq-len whose largest is --seq-len (4096)"),
     (["--ctx-batch-size", "4", "--batch-size", "2"], "--ctx-batch-size 4 must lie in 1..--batch-size (2)"),
     (["--context-encoding-buckets", "8192"], "exceeds --seq-len 4096"),
     (["--context-encoding-buckets", "128", "x"], "--context-encoding-buckets takes integers"),

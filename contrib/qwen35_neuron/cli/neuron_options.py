@@ -31,6 +31,7 @@ FIELD_FLAGS = {
     "ctx_batch_size": "--ctx-batch-size", "max_length": "--seq-len", "context_buckets": "--context-encoding-buckets",
     "dtype": "--torch-dtype", "on_device_sampling": "--on-device-sampling", "output_logits": "--output-logits",
     "moe_backend": "--moe-backend", "deltanet_kernel": "--deltanet-kernel", "attention_kernel": "--attention-kernel",
+    "token_buckets": "--token-generation-buckets",
 }
 
 
@@ -49,7 +50,8 @@ def add_neuron_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--context-encoding-buckets", "--buckets", dest="context_encoding_buckets", nargs="+", metavar="N",
                        help="context-encoding graph lengths, e.g. 128 512 2048")
     group.add_argument("--token-generation-buckets", nargs="+", metavar="N",
-                       help="token-generation graph lengths (one bucket of --seq-len is what is compiled)")
+                       help="token-generation graphs by the cache slots they read; the largest must be --seq-len "
+                            "(default: doubling from 512 up to --seq-len)")
     group.add_argument("--torch-dtype", "--dtype", dest="dtype", choices=DTYPES,
                        help="weights and activations (the DeltaNet recurrent state is always fp32)")
     group.add_argument("--on-device-sampling", action="store_true", default=None, help="greedy sampling on device")
@@ -86,20 +88,16 @@ def settings_from_args(args: argparse.Namespace) -> NeuronSettings:
         if value is not None and value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
     buckets = parse_int_list(args.context_encoding_buckets, "--context-encoding-buckets")
+    tkg = parse_int_list(args.token_generation_buckets, "--token-generation-buckets")
     try:
         settings = preset(args.preset, tp_degree=args.tp_degree, lnc=args.lnc, batch_size=args.batch_size,
                           ctx_batch_size=args.ctx_batch_size, context_buckets=buckets, max_length=args.seq_len,
                           dtype=args.dtype, moe_backend=args.moe_backend, deltanet_kernel=args.deltanet_kernel,
                           attention_kernel=args.attention_kernel, on_device_sampling=args.on_device_sampling,
                           output_logits=args.output_logits, save_sharded_checkpoint=args.save_sharded_checkpoint,
-                          compiler_args=args.compiler_args)
+                          compiler_args=args.compiler_args, token_buckets=tkg)
     except UnsupportedConfigError as err:
         raise InputError(f"--preset {args.preset} with these flags: {with_flag_names(str(err))}") from err
-    tkg = parse_int_list(args.token_generation_buckets, "--token-generation-buckets")
-    if tkg is not None and tkg != (settings.max_length,):
-        raise InputError(f"--token-generation-buckets {' '.join(map(str, tkg))}: one token-generation graph of "
-                         f"--seq-len ({settings.max_length}) is what this model compiles; give "
-                         f"--token-generation-buckets {settings.max_length} or leave it out")
     return settings
 
 
