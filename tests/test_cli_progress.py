@@ -80,4 +80,4 @@ def test_compile_reports_its_stages(capsys, tiny_dir, tmp_path, monkeypatch):
     assert compiled == [(tiny_dir, out_dir, ("config", 2))]
     stages = [line.split("] ", 1)[1] for line in err.splitlines()]
     assert [s[:5] for s in stages if "done in" in s] == ["[1/3]", "[2/3]", "[3/3]"]
-    assert "CTE buckets [16, 32], TKG bucket 64" in err and stages[-1].startswith("compiled: load it with")
+    assert "CTE buckets [16, 32], TKG buckets [64]" in err and "compiling 3 graphs" in err and stages[-1].startswith("compiled: load it with")

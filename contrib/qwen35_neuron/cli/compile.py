@@ -84,11 +84,12 @@ def compile_model(model_dir: str, out_dir: str, settings: NeuronSettings, progre
         check_checkpoint(model_dir, config).raise_if_failed()
     neuron = import_neuron_layer()
     with progress.stage(f"[2/3] NxDI application: TP {settings.tp_degree}, LNC {settings.lnc}, batch "
-                        f"{settings.batch_size}, CTE buckets {list(settings.context_buckets)}, TKG bucket "
-                        f"{settings.max_length}, {settings.dtype}"):
+                        f"{settings.batch_size}, CTE buckets {list(settings.context_buckets)}, TKG buckets "
+                        f"{list(settings.token_generation_buckets)}, {settings.dtype}"):
         model = neuron.Qwen35MoeForCausalLM(model_dir, neuron.inference_config(model_dir, settings))
     weights = "pre-sharded weights" if settings.save_sharded_checkpoint else "weights sharded at load"
-    with progress.stage(f"[3/3] tracing and compiling {len(settings.context_buckets) + 1} graphs into {out_dir} "
+    graphs = len(settings.context_buckets) + len(settings.token_generation_buckets)
+    with progress.stage(f"[3/3] tracing and compiling {graphs} graphs into {out_dir} "
                         f"({weights}; NxDI logs each graph; tens of minutes for the real model)"):
         model.compile(out_dir)
     progress.say(f"compiled: load it with `qwen35-neuron generate --compiled-model-path {out_dir}`")
