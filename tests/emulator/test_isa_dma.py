@@ -61,3 +61,28 @@ def test_dma_transpose(rng, program):
         nisa.dma_transpose(nl.ndarray((16, 48), nl.float32), tile(x))
     with pytest.raises(NkiRuleError, match="dtype"):
         nisa.dma_transpose(nl.ndarray((48, 16), nl.bfloat16), tile(x))
+
+
+def test_dma_transpose_3d_and_4d_use_the_documented_permutations(rng):
+    """3-D inputs are permuted [2, 1, 0] and 4-D inputs [3, 1, 2, 0] (nki.isa.dma_transpose)."""
+    x3 = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    dst3 = nl.ndarray((2, 3, 4), nl.float32)
+    nisa.dma_transpose(dst3, tile(x3, buffer=nl.shared_hbm))
+    np.testing.assert_array_equal(dst3.numpy(), np.transpose(x3, (2, 1, 0)))
+    x4 = rng.standard_normal((8, 1, 2, 4)).astype(np.float32)
+    dst4 = nl.ndarray((4, 1, 2, 8), nl.float32)
+    nisa.dma_transpose(dst4, tile(x4, buffer=nl.shared_hbm), axes=(3, 1, 2, 0))
+    np.testing.assert_array_equal(dst4.numpy(), np.transpose(x4, (3, 1, 2, 0)))
+    with pytest.raises(NkiRuleError, match="only supported permutation"):
+        nisa.dma_transpose(dst3, tile(x3, buffer=nl.shared_hbm), axes=(0, 2, 1))
+
+
+def test_dma_transpose_hwdge_rules():
+    """hwdge transposes need src.shape[0] == 16, src.shape[-1] % 128 == 0 and a 2-byte dtype."""
+    ok = tile(np.ones((16, 128)), nl.bfloat16)
+    nisa.dma_transpose(nl.ndarray((128, 16), nl.bfloat16), ok, dge_mode=nisa.dge_mode.hwdge)
+    for shape, dtype in (((16, 64), nl.bfloat16), ((32, 128), nl.bfloat16), ((16, 128), nl.float32)):
+        with pytest.raises(NkiRuleError, match="hwdge transpose"):
+            nisa.dma_transpose(nl.ndarray(shape[::-1], dtype), tile(np.ones(shape), dtype),
+                               dge_mode=nisa.dge_mode.hwdge)
+    nisa.dma_transpose(nl.ndarray((64, 16), nl.bfloat16), tile(np.ones((16, 64)), nl.bfloat16))  # unknown: fine

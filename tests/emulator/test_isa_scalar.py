@@ -58,12 +58,19 @@ def test_activation_reduce_registers(rng):
     np.testing.assert_allclose(val(res).ravel(), 2 * x.sum(axis=1), rtol=1e-5, atol=1e-6)
 
 
-def test_activation_reduce_res_without_cmd_reduces_now(rng, program):
-    x = rng.standard_normal((3, 5))
+def test_activation_idle_reads_registers_without_touching_them(rng, program):
+    """reduce_cmd=idle (the default) does not modify the lane registers (NKI docs): with
+    reduce_res it reads out what earlier instructions accumulated, not this one's sums."""
+    x, y = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
     res = nl.ndarray((3, 1), nl.float32)
-    nisa.activation(nl.ndarray((3, 5), nl.float32), nl.square, tile(x), reduce_op=nl.add, reduce_res=res)
+    scratch = nl.ndarray((3, 5), nl.float32)
+    nisa.activation(scratch, nl.square, tile(x), reduce_op=nl.add, reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.activation(scratch, nl.exp, tile(y), reduce_op=nl.add, reduce_res=res)  # idle
     np.testing.assert_allclose(val(res).ravel(), (x ** 2).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(val(scratch), np.exp(y), rtol=1e-6)  # the activation itself ran
     assert last_record(program).extra_cycles == 64
+    nisa.activation(scratch, nl.copy, tile(y), reduce_cmd=nisa.reduce_cmd.reset, reduce_res=res)
+    assert (val(res) == 0).all()
 
 
 def test_activation_rules():

@@ -64,12 +64,40 @@ def test_matmul_accumulate_true_on_fresh_psum_is_an_error():
         nisa.nc_matmul(dst, tile(np.ones((2, 2))), tile(np.ones((2, 2))), accumulate=True)
 
 
-@pytest.mark.parametrize("accumulate", [None, True])
-def test_matmul_accumulate_onto_memset_psum_is_undefined(accumulate):
+def test_matmul_accumulate_true_after_memset_adds_onto_it_with_a_warning(program):
+    """The NKI docs call accumulating onto PSUM a memset set undefined on trn2; AWS kernels do it
+    and devices add onto the set value, so the emulator does that and records a warning."""
     dst = nl.ndarray((2, 2), nl.float32, buffer=nl.psum)
-    nisa.memset(dst, 0.0)
-    with pytest.raises(NkiRuleError, match="non-matmul"):
-        nisa.nc_matmul(dst, tile(np.ones((2, 2))), tile(np.ones((2, 2))), accumulate=accumulate)
+    nisa.memset(dst, 3.0)
+    nisa.nc_matmul(dst, tile(np.ones((2, 2))), tile(np.ones((2, 2))), accumulate=True)
+    np.testing.assert_array_equal(val(dst), np.full((2, 2), 5.0))
+    assert any("undefined behaviour" in w for w in program.launch.warnings)
+    nisa.nc_matmul(dst, tile(np.ones((2, 2))), tile(np.ones((2, 2))), accumulate=True)
+    np.testing.assert_array_equal(val(dst), np.full((2, 2), 7.0))
+
+
+def test_matmul_accumulate_none_after_memset_overwrites(program):
+    """accumulate=None: the first matmul write to an element overwrites it (a memset is no matmul)."""
+    dst = nl.ndarray((2, 2), nl.float32, buffer=nl.psum)
+    nisa.memset(dst, 3.0)
+    nisa.nc_matmul(dst, tile(np.ones((2, 2))), tile(np.ones((2, 2))))
+    np.testing.assert_array_equal(val(dst), np.full((2, 2), 2.0))
+    assert not program.launch.warnings
+
+
+def test_matmul_is_transpose_is_bit_exact_with_nan_and_inf():
+    """is_transpose=True transposes the stationary operand through the identity bit for bit
+    (trn2): NaN and Inf land in their own element, they do not smear over rows as a product would."""
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    x[1, 2], x[3, 0], x[0, 1] = np.nan, np.inf, -np.inf
+    src = tile(x, nl.bfloat16)
+    dst = nl.ndarray((3, 4), nl.bfloat16, buffer=nl.psum)
+    nisa.nc_matmul(dst, src, tile(np.eye(4), nl.bfloat16), is_transpose=True)
+    got = dst.numpy()
+    want = x.T.astype(nl.bfloat16)
+    assert got.tobytes() == want.tobytes()
+    with pytest.raises(NkiRuleError, match="matmul-transpose"):
+        nisa.nc_matmul(dst, src, tile(np.full((4, 4), 0.5), nl.bfloat16), is_transpose=True)
 
 
 def test_matmul_overwrite_after_memset_is_fine():

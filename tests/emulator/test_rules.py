@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from qwen35_neuron.kernels.nki_emulator import NkiRuleError, isa as nisa, language as nl, run_kernel
+from qwen35_neuron.kernels.nki_emulator import NkiRuleError, fresh_program, isa as nisa, language as nl, run_kernel
 
 
 def _psum(shape=(4, 4)):
@@ -26,9 +26,17 @@ def _hbm(shape=(4, 4)):
     return nl.ndarray(shape, nl.float32, buffer=nl.shared_hbm)
 
 
-def _fill_psum_banks():
-    keep = [nl.zeros((1, 1), nl.float32, buffer=nl.psum) for _ in range(9)]
-    return keep
+def _over_budget(buffer, shape, count):
+    """`count` tensors all written, then all read: live at once, checked when the program ends."""
+    def trigger():
+        with fresh_program() as ctx:
+            keep = [nl.zeros(shape, nl.uint8 if buffer is nl.sbuf else nl.float32, buffer=buffer)
+                    for _ in range(count)]
+            out = nl.ndarray((1, 1), keep[0].dtype)
+            for t in keep:
+                nisa.tensor_copy(out, t[0:1, 0:1])
+            ctx.memory.check()
+    return trigger
 
 
 def _two_program_mismatch():
@@ -41,8 +49,9 @@ TRIGGERS = {
     "partition-dim": (lambda: nl.ndarray((256, 4), nl.float32), "256 > 128"),
     "shape": (lambda: nl.ndarray((4, 0), nl.float32), "sizes >= 1"),
     "psum-tile-size": (lambda: _psum((128, 1024)), "> 2048"),
-    "psum-capacity": (_fill_psum_banks, "> 8 banks"),
-    "sbuf-capacity": (lambda: nl.zeros((1, 200 * 1024), nl.uint8), "budget 196608"),
+    "psum-capacity": (_over_budget(nl.psum, (1, 1), 9), "> 8 banks"),
+    "sbuf-capacity": (_over_budget(nl.sbuf, (1, 100 * 1024), 2), "budget 196608"),
+    "address": (lambda: nl.ndarray((64, 4), nl.float32, address=(96, 0)), "outside sbuf"),
     "psum-address": (lambda: nl.ndarray((1, 1), nl.float32, buffer=nl.psum, address=(0, 4)), "2048"),
     "start-partition": (lambda: nisa.memset(_sb((8, 4))[1:3, :], 0.0), "starts at partition 1"),
     "buffer": (lambda: nisa.iota(_psum(), [[1, 4]]), "allowed: sbuf"),
@@ -64,6 +73,7 @@ TRIGGERS = {
     "matmul-dst-shape": (lambda: nisa.nc_matmul(_psum((4, 2)), _sb(), _sb()), "[M=4, N=4]"),
     "matmul-dtype": (lambda: nisa.nc_matmul(_psum(), _sb(), _sb(dtype=nl.bfloat16)), "fp32/tf32"),
     "matmul-accumulate": (lambda: nisa.nc_matmul(_psum(), _sb(), _sb(), accumulate=True), "undefined"),
+    "matmul-transpose": (lambda: nisa.nc_matmul(_psum(), _sb(), _sb(), is_transpose=True), "identity"),
     "transpose-size": (lambda: nisa.nc_transpose(_sb((64, 64)), _sb((64, 64)), engine=nisa.engine.vector), "[32, 32]"),
     "transpose-shape": (lambda: nisa.nc_transpose(_psum((4, 8)), _sb((4, 8))), "must be [8, 4]"),
     "dtype": (lambda: nisa.memset(_sb(dtype=nl.int32), 0.5), "must be an int"),

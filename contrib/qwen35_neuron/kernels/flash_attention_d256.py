@@ -166,7 +166,8 @@ def _probs_values(scores, neg_m, kv, tiles):
         t = tiles[i]
         p = nl.ndarray((QT, KT), dtype=mm_dt, buffer=nl.sbuf)
         nisa.activation(dst=p, op=nl.exp, data=scores[i], bias=neg_m,
-                        reduce_op=nl.add, reduce_res=sums[:, i:i + 1])
+                        reduce_op=nl.add, reduce_res=sums[:, i:i + 1],
+                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
         p_t = nl.ndarray((128, KT // 128, QT), dtype=mm_dt, buffer=nl.sbuf)
         _transpose_blocks(p, p_t, KT // 128, i)
         for blk in range(KT // 128):

@@ -6,10 +6,16 @@ like the real package, plus emulator extras (`run_kernel`, `KernelRun`, `KernelC
 """
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from . import isa, language  # noqa: F401
 from .cost_model import KernelCost, roofline_ns  # noqa: F401
 from .jit import Kernel, KernelRun, fresh_program, jit, run_kernel, simulate  # noqa: F401
 from .rules import NkiRuleError  # noqa: F401
+
+dtype: Any = np.dtype  # `nki.dtype` in annotations: dtypes are numpy dtypes here
 
 __nki_emulator__ = True
 __version__ = "0.6.0-emulated"

@@ -35,13 +35,20 @@ class ProgramContext:
                  sbuf_budget: int = SBUF_BYTES_PER_PARTITION) -> None:
         self.program_id = program_id
         self.launch = launch or LaunchState()
-        self.memory = MemoryTracker(sbuf_budget)
         self.recorder = Recorder(program_id)
+        self.memory = MemoryTracker(sbuf_budget, clock=lambda: len(self.recorder.records),
+                                    op_name=self._op_name)
         self.shared_counts: Dict[str, int] = {}
         # Per-lane accumulator registers of ScalarE (activation reduce) and VectorE.
         self.act_regs = np.zeros(rules.PMAX, dtype=np.float32)
         self.vec_regs = np.zeros(rules.PMAX, dtype=np.float32)
         self.identity_cache: Dict[str, object] = {}
+
+    def _op_name(self, index: int) -> str:
+        records = self.recorder.records
+        if 0 <= index < len(records):
+            return f"instruction {index} ({records[index].engine}.{records[index].op})"
+        return f"instruction {index}"
 
     def shared_key(self, name: str) -> Tuple[str, int]:
         """Key of a shared_hbm allocation: (name, how many with that name came before).

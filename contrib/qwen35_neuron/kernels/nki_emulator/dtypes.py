@@ -28,6 +28,13 @@ uint16 = np.dtype(np.uint16)
 uint32 = np.dtype(np.uint32)
 bool_ = np.dtype(np.bool_)
 
+# MX packed types (4 values per element, trn3 microscaling): tokens only. Kernels may name them
+# (nki-library's dtype tables do at import); allocating one is refused as not emulated.
+float8_e4m3fn_x4 = np.dtype([("float8_e4m3fn_x4", np.uint32)])
+float8_e5m2_x4 = np.dtype([("float8_e5m2_x4", np.uint32)])
+float4_e2m1fn_x4 = np.dtype([("float4_e2m1fn_x4", np.uint16)])
+MX_DTYPES = (float8_e4m3fn_x4, float8_e5m2_x4, float4_e2m1fn_x4)
+
 FLOAT_DTYPES = (float32, float16, bfloat16, float8_e4m3, float8_e4m3fn, float8_e5m2)
 INT_DTYPES = (int8, int16, int32, uint8, uint16, uint32)
 ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + (bool_,)
@@ -48,6 +55,7 @@ def as_dtype(dtype: Any) -> np.dtype:
 
 
 _BY_NAME = {
+    "float8_e4m3fn_x4": float8_e4m3fn_x4, "float8_e5m2_x4": float8_e5m2_x4, "float4_e2m1fn_x4": float4_e2m1fn_x4,
     "float32": float32, "tfloat32": tfloat32, "float16": float16, "bfloat16": bfloat16,
     "float8_e4m3": float8_e4m3, "float8_e4m3fn": float8_e4m3fn, "float8_e5m2": float8_e5m2,
     "int8": int8, "int16": int16, "int32": int32, "uint8": uint8, "uint16": uint16,

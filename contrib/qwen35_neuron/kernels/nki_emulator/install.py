@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Dict, Iterator, Optional
 
-_NAMES = ("nki", "nki.language", "nki.isa")
+_NAMES = ("nki", "nki.language", "nki.isa", "nki.isa.constants")
 
 
 def _is_emulator(mod: Optional[ModuleType]) -> bool:
@@ -36,10 +36,11 @@ def real_nki_available() -> bool:
     return not _is_emulator(mod) and hasattr(mod, "jit")
 
 
-def _emulator_modules() -> Dict[str, ModuleType]:
-    from . import isa, language
+def emulator_modules() -> Dict[str, ModuleType]:
+    """The emulator's modules under the names `import nki...` looks up."""
+    from . import isa, isa_constants, language
     package = sys.modules[__package__]
-    return {"nki": package, "nki.language": language, "nki.isa": isa}
+    return {"nki": package, "nki.language": language, "nki.isa": isa, "nki.isa.constants": isa_constants}
 
 
 def install_emulator() -> ModuleType:
@@ -52,7 +53,7 @@ def install_emulator() -> ModuleType:
         return current
     if real_nki_available():
         return sys.modules["nki"]
-    modules = _emulator_modules()
+    modules = emulator_modules()
     sys.modules.update(modules)
     return modules["nki"]
 

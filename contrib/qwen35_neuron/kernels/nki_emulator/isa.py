@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from . import isa_constants as constants  # noqa: F401 - `nki.isa.constants`
 from .isa_dma import dge_mode, dma_copy, dma_transpose, oob_mode  # noqa: F401
 from .isa_gpsimd import affine_select, iota  # noqa: F401
 from .isa_reduce import (tensor_partition_reduce, tensor_reduce, tensor_scalar_reduce,  # noqa: F401

@@ -90,28 +90,41 @@ def dma_copy(dst: NkiTensor, src: NkiTensor, priority: Any = None, oob_mode: Any
            hbm_bytes=_hbm_bytes(dst, src))
 
 
+# dma_transpose permutations by rank (NKI docs, nki.isa.dma_transpose): 2-D [1, 0], 3-D [2, 1, 0],
+# 4-D [3, 1, 2, 0]; `axes` may only name the one for its rank.
+TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
+
+
 def dma_transpose(dst: NkiTensor, src: NkiTensor, axes: Any = None, priority: Any = None,
                   dge_mode: Any = dge_mode.unknown, oob_mode: Any = oob_mode.error,
                   name: Optional[str] = None) -> None:
-    """2-D transpose through DMA; dst must be SBUF with shape == reversed src shape."""
+    """Transpose through DMA into SBUF: dst = src permuted by its rank's fixed axes.
+
+    With dge_mode=hwdge (hardware DGE) the docs add: src.shape[0] == 16, src.shape[-1] a
+    multiple of 128, 2-byte dtype. Only unknown and hwdge are valid modes.
+    """
     instr = "dma_transpose"
     _check_dma_operands(instr, dst, src)
     rules.check_buffer(dst, ["sbuf"], instr, "dst")
-    if src.ndim != 2:
-        rules.fail("not-emulated", f"{instr}: only 2-D inputs are emulated, got {src.shape}")
-    if axes not in (None, (1, 0), [1, 0]):
-        rules.fail("dma-transpose", f"{instr}: axes {axes} invalid for a 2-D input; use (1, 0)")
-    want = (src.shape[1], src.shape[0])
-    if dst.shape != want:
+    perm = TRANSPOSE_AXES.get(src.ndim)
+    if perm is None:
+        rules.fail("dma-transpose", f"{instr}: src must be 2-D, 3-D or 4-D, got {src.shape}")
+    if axes is not None and tuple(axes) != perm:
+        rules.fail("dma-transpose", f"{instr}: axes {tuple(axes)} invalid for a {src.ndim}-D input; "
+                   f"the only supported permutation is {perm}")
+    want = tuple(src.shape[a] for a in perm)
+    if dst.size != src.size or (dst.shape != want and dst.ndim == src.ndim):
         rules.fail("dma-transpose", f"{instr}: dst shape {dst.shape} must equal the transposed "
                    f"src shape {want} (NKI >= 0.4)")
     rules.check_dtype_equal(instr, "src", dt.short_name(src.dtype), "dst", dt.short_name(dst.dtype))
+    if dge_mode not in (None, _DGE.unknown, _DGE.hwdge):
+        rules.fail("dma-transpose", f"{instr}: dge_mode {dge_mode.name} invalid; use unknown or hwdge")
     if dge_mode == _DGE.hwdge:
-        if src.dtype.itemsize != 2 or src.shape[-1] > 128 or src.shape[0] != 16:
+        if src.dtype.itemsize != 2 or src.shape[0] != 16 or src.shape[-1] % 128:
             rules.fail("dma-transpose", f"{instr}: hwdge transpose needs a 2-byte dtype, "
-                       f"src.shape[0] == 16 and src.shape[-1] <= 128; got {src.shape} "
+                       f"src.shape[0] == 16 and src.shape[-1] a multiple of 128; got {src.shape} "
                        f"{dt.short_name(src.dtype)}")
-    dst._write(np.asarray(src._read(instr)).T.copy(), instr)
+    dst._write(np.transpose(np.asarray(src._read(instr)), perm).reshape(dst.shape).copy(), instr)
     eff = DMA_TRANSPOSE_EFFICIENCY["sbuf" if src.buffer.on_chip else "hbm"]
     record("DMA", "dma_transpose", dst, [src], free_elems=dst.size,
            nbytes=src.size * src.dtype.itemsize, descriptors=dst.shape[0], dma_efficiency=eff,

@@ -40,7 +40,12 @@ def _reduce_op(instr: str, op: Any) -> Any:
 def activation(dst: NkiTensor, op: Any, data: NkiTensor, bias: Any = None, scale: Any = 1.0,
                reduce_op: Any = None, reduce_res: Optional[NkiTensor] = None,
                reduce_cmd: reduce_cmd = reduce_cmd.idle, name: Optional[str] = None) -> None:
-    """dst = op(data * scale + bias), optional per-lane add-reduce along the free axis."""
+    """dst = op(data * scale + bias), optional per-lane add-reduce along the free axis.
+
+    reduce_cmd (NKI docs): idle does not modify the 128 lane registers, reset zeroes them,
+    reduce adds this instruction's row sums, reset_reduce zeroes then adds; reduce_res, when
+    given, receives the registers after the command.
+    """
     instr = "activation"
     require_tile(instr, "dst", dst)
     require_tile(instr, "data", data)
@@ -51,9 +56,7 @@ def activation(dst: NkiTensor, op: Any, data: NkiTensor, bias: Any = None, scale
     sc = column_or_scalar(instr, "scale", scale, p, require_fp32=True)
     bi = 0.0 if bias is None else column_or_scalar(instr, "bias", bias, p)
     rop = _reduce_op(instr, reduce_op)
-    cmd = reduce_cmd
-    if cmd == type(cmd).idle and rop is not None and reduce_res is not None:
-        cmd = type(cmd).reset_reduce  # reduce_op + reduce_res without a command: reduce now
+    cmd = reduce_cmd  # idle leaves the registers alone; reduce_res then reads them out as they are
     if cmd == type(cmd).load_reduce:
         rules.fail("not-emulated", f"{instr}: reduce_cmd.load_reduce is not emulated on ScalarE")
     if cmd in (type(cmd).reduce, type(cmd).reset_reduce) and rop is None:

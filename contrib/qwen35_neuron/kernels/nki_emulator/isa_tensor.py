@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import context
 from . import dtypes as dt
 from . import rules
 from .memory import NEVER_WRITTEN, WRITTEN_BY_MATMUL, WRITTEN_BY_OTHER
@@ -32,11 +33,14 @@ def _tiling_limits(tile_position: Any, tile_size: Any) -> tuple:
         rules.fail("matmul-tiling", "nc_matmul: tile_position and tile_size must both be set")
     (r0, c0), (rs, cs) = (int(v) for v in tile_position), (int(v) for v in tile_size)
     for what, start, size in (("row", r0, rs), ("column", c0, cs)):
-        if size not in (32, 64, 128):
+        if size not in (1, 2, 4, 8, 16, 32, 64, 128):
             rules.fail("matmul-tiling", f"nc_matmul: {what} tile size {size} not in (32, 64, 128)")
-        if start % size or start + size > rules.PMAX:
+        # Hardware tiles are 32, 64 or 128 PEs; a smaller size (AWS's gdn_cte passes 16 for a
+        # 16-row operator) occupies a 32 tile.
+        tile = max(size, 32)
+        if start % tile or start + tile > rules.PMAX:
             rules.fail("matmul-tiling", f"nc_matmul: {what} start {start} must be a multiple of "
-                       f"{size} and start+size <= {rules.PMAX}")
+                       f"{tile} and start+{tile} <= {rules.PMAX}")
     return rs, cs
 
 
@@ -77,14 +81,33 @@ def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
     elif dst.dtype != dt.float32:
         rules.fail("matmul-dtype", f"nc_matmul: dst dtype {dt.short_name(dst.dtype)} must be "
                    "float32 (PSUM output of TensorE on trn2)")
-    s = read2d(stationary, instr)
-    mv = read2d(moving, instr)
-    with np.errstate(all="ignore"):
-        prod = s.T.astype(np.float32) @ mv.astype(np.float32)
-    _write_psum(dst, prod, accumulate, instr)
+    if is_transpose:
+        prod = _transpose_select(stationary, moving, instr)
+    else:
+        s = read2d(stationary, instr)
+        mv = read2d(moving, instr)
+        with np.errstate(all="ignore"):
+            prod = s.T.astype(np.float32) @ mv.astype(np.float32)
+    _write_psum(dst, prod, False if is_transpose else accumulate, instr)
     record("Tensor", "nc_matmul", dst, [stationary, moving], free_elems=n,
            fp32_matmul=fp32_s, onezero=bool(fp32_s and (is_stationary_onezero or is_moving_onezero)),
            flops=2 * k * m * n)
+
+
+def _transpose_select(stationary: NkiTensor, moving: NkiTensor, instr: str) -> np.ndarray:
+    """is_transpose=True: dst = stationary.T through the identity `moving`, bit-exact on trn2
+    (NaN/Inf included): each dst column n copies the stationary row k where moving[k, n] == 1."""
+    s = np.asarray(stationary._read(instr)).reshape(stationary.partitions, -1)
+    mv = np.asarray(moving._read(instr), dtype=np.float32).reshape(moving.partitions, -1)
+    ones = mv == 1.0
+    if not (((mv == 0.0) | ones).all() and (ones.sum(axis=0) <= 1).all()):
+        rules.fail("matmul-transpose", f"{instr}(is_transpose=True): moving must be an identity "
+                   "(one 1 per column, zeros elsewhere); the transpose is bit-exact only as a selection")
+    out = np.zeros((s.shape[1], mv.shape[1]), dtype=s.dtype)
+    k_of_n = ones.argmax(axis=0)
+    hit = ones.any(axis=0)
+    out[:, hit] = s[k_of_n[hit], :].T
+    return out
 
 
 def _write_psum(dst: NkiTensor, prod: np.ndarray, accumulate: Optional[bool], instr: str) -> None:
@@ -96,10 +119,13 @@ def _write_psum(dst: NkiTensor, prod: np.ndarray, accumulate: Optional[bool], in
         dst._write(prod, instr, writer=WRITTEN_BY_MATMUL)
         return
     st = np.asarray(state).reshape(shape2)
-    if np.any(st == WRITTEN_BY_OTHER):
-        rules.fail("matmul-accumulate", f"{instr}: accumulating into PSUM last written by a "
-                   "non-matmul instruction (memset/tensor_copy/...) is undefined on trn2; start "
-                   "with accumulate=False")
+    if accumulate is True and np.any(st == WRITTEN_BY_OTHER):
+        # NKI docs: undefined behaviour on trn2. Devices have been seen to add onto the value
+        # the memset/copy left, which is what we do, with a warning in KernelRun.warnings.
+        context.current().warn(f"{instr}: accumulating onto PSUM set by a non-matmul instruction "
+                               "(memset/tensor_copy) is undefined behaviour on trn2 per the NKI docs; "
+                               "emulated as adding onto that value")
+        st = np.where(st == WRITTEN_BY_OTHER, WRITTEN_BY_MATMUL, st)
     if accumulate is True and np.any(st == NEVER_WRITTEN):
         rules.fail("matmul-accumulate", f"{instr}: accumulate=True into PSUM that no matmul has "
                    "written is undefined; the first matmul must overwrite (accumulate=False)")

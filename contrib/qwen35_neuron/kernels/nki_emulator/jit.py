@@ -119,6 +119,7 @@ def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]
         ctx = context.ProgramContext(pid, state)
         with context.running(ctx):
             out = fn(*hbm_args, **hbm_kwargs)
+        ctx.memory.check()
         ids = _output_ids(out)
         if pid == 0:
             result, first_ids = out, ids
@@ -182,3 +183,4 @@ def fresh_program() -> Iterator[context.ProgramContext]:
     ctx = context.ProgramContext()
     with context.running(ctx):
         yield ctx
+    ctx.memory.check()

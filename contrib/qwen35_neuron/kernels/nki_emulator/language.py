@@ -17,15 +17,17 @@ from .convenience import device_print, load, matmul, store, transpose  # noqa: F
 from .convenience import reduce_max as max  # noqa: A004 - NKI names
 from .convenience import reduce_min as min  # noqa: A004
 from .convenience import reduce_sum as sum  # noqa: A004
-from .dtypes import (bfloat16, bool_, float8_e4m3, float8_e4m3fn, float8_e5m2, float16,  # noqa: F401
-                     float32, int8, int16, int32, tfloat32, uint8, uint16, uint32)
+from .dtypes import (bfloat16, bool_, float4_e2m1fn_x4, float8_e4m3, float8_e4m3fn,  # noqa: F401
+                     float8_e4m3fn_x4, float8_e5m2, float8_e5m2_x4, float16, float32, int8, int16, int32,
+                     tfloat32, uint8, uint16, uint32)
 from .memory import MemoryRegion, as_region
 from .operands import record
 from .ops import (abs, abs_max, abs_min, add, arctan, bitwise_and, bitwise_or, bitwise_xor,  # noqa: F401,A004
-                  copy, cos, divide, equal, erf, exp, gelu, gelu_apprx_tanh, greater, greater_equal,
+                  copy, cos, divide, equal, erf, exp, gelu, gelu_apprx_sigmoid, gelu_apprx_sigmoid_dx,
+                  gelu_apprx_tanh, greater, greater_equal,
                   invert, left_shift, less, less_equal, log, logical_and, logical_not, logical_or,
                   logical_xor, maximum, minimum, multiply, negative, not_equal, power, reciprocal,
-                  relu, right_shift, rsqrt, sigmoid, sign, silu, sin, softplus, sqrt, square,
+                  relu, right_shift, rsqrt, sigmoid, sign, silu, silu_dx, sin, softplus, sqrt, square,
                   subtract, tanh)
 from .tensor import DynSlice, NkiTensor, new_tensor
 
@@ -34,6 +36,10 @@ psum = MemoryRegion.psum
 private_hbm = MemoryRegion.private_hbm
 hbm = MemoryRegion.private_hbm
 shared_hbm = MemoryRegion.shared_hbm
+
+bool = bool_  # noqa: A001 - NKI name
+tensor = NkiTensor  # the tensor type, as kernels annotate arguments
+dtype = np.dtype  # dtypes are numpy dtypes here
 
 
 class NKIObject:
@@ -51,6 +57,7 @@ class _TileSize:
     gemm_stationary_fmax = rules.GEMM_STATIONARY_FMAX
     gemm_moving_fmax = rules.GEMM_MOVING_FMAX
     psum_min_align = 4
+    bn_stats_fmax = 512
     sbuf_min_align = 4
 
     @property
@@ -170,6 +177,7 @@ def affine_range(start: int, stop: Optional[int] = None, step: int = 1) -> range
 
 sequential_range = affine_range
 static_range = affine_range
+dynamic_range = affine_range  # data-dependent trip counts are plain ints once the kernel runs eagerly
 
 
 def fori_loop(lower: int, upper: int, body_fun: Callable[[int], Any], step: int = 1) -> None:

@@ -76,6 +76,26 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     return (0.5 * x * (1.0 + np.tanh(inner))).astype(np.float32)
 
 
+def _gelu_sigmoid(x: np.ndarray) -> np.ndarray:
+    """GELU's sigmoid approximation x * sigmoid(1.702 x)."""
+    x = np.asarray(x, dtype=np.float32)
+    return (x * _sigmoid(np.float32(1.702) * x)).astype(np.float32)
+
+
+def _gelu_sigmoid_dx(x: np.ndarray) -> np.ndarray:
+    """d/dx of x * sigmoid(a x) = s + a x s (1 - s), s = sigmoid(a x), a = 1.702."""
+    x = np.asarray(x, dtype=np.float32)
+    s = _sigmoid(np.float32(1.702) * x)
+    return (s + np.float32(1.702) * x * s * (1 - s)).astype(np.float32)
+
+
+def _silu_dx(x: np.ndarray) -> np.ndarray:
+    """d/dx of x * sigmoid(x) = s (1 + x (1 - s))."""
+    x = np.asarray(x, dtype=np.float32)
+    s = _sigmoid(x)
+    return (s * (1 + x * (1 - s))).astype(np.float32)
+
+
 def _rsqrt(x: np.ndarray) -> np.ndarray:
     return (1.0 / np.sqrt(x)).astype(np.float32)
 
@@ -126,6 +146,9 @@ softplus = _unary("softplus", lambda x: np.logaddexp(np.float32(0), np.asarray(x
 tanh = _unary("tanh", np.tanh, act=True)
 gelu = _unary("gelu", _gelu, act=True)
 gelu_apprx_tanh = _unary("gelu_apprx_tanh", _gelu_tanh, act=True)
+gelu_apprx_sigmoid = _unary("gelu_apprx_sigmoid", _gelu_sigmoid, act=True)
+gelu_apprx_sigmoid_dx = _unary("gelu_apprx_sigmoid_dx", _gelu_sigmoid_dx, act=True)
+silu_dx = _unary("silu_dx", _silu_dx, act=True)
 erf = _unary("erf", _erf, act=True)
 relu = _unary("relu", lambda x: np.maximum(np.asarray(x, np.float32), np.float32(0)), act=True, alu=True)
 square = _unary("square", np.square, act=True, alu=True)
@@ -146,6 +169,7 @@ ALL_OPS = {o.name: o for o in [
     not_equal, greater, greater_equal, less, less_equal, logical_and, logical_or,
     logical_xor, bitwise_and, bitwise_or, bitwise_xor, left_shift, right_shift, copy, exp,
     log, sqrt, rsqrt, reciprocal, sigmoid, silu, softplus, tanh, gelu, gelu_apprx_tanh,
+    gelu_apprx_sigmoid, gelu_apprx_sigmoid_dx, silu_dx,
     erf, relu, square, abs, sign, sin, arctan, cos, negative, logical_not, invert]}
 
 

@@ -298,10 +298,14 @@ class NkiTensor:
         if dtype is not None and dt.as_dtype(dtype) != self.dtype:
             rules.fail("not-emulated", "ap(dtype=...) reinterpretation is not emulated; use .view()")
         base = self._alloc.data
-        if not base.flags.c_contiguous:
-            rules.fail("ap", "ap() needs contiguous storage")
+        on_chip = self.buffer.on_chip
+        if not on_chip and not base.flags.c_contiguous:
+            rules.fail("ap", "ap() needs contiguous HBM storage")
         item = base.itemsize
-        start = (self._view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
+        row_len = base.size // base.shape[0] if on_chip else base.size  # logical elements per partition
+        p0 = self.start_partition() if on_chip else 0
+        byte_off = self._view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        start = p0 * row_len + (byte_off - p0 * base.strides[0]) // item if on_chip else byte_off // item
         start += int(offset or 0)
         if scalar_offset is not None:
             value = scalar_offset.numpy().reshape(-1)[0] if isinstance(scalar_offset, NkiTensor) else scalar_offset
@@ -313,16 +317,25 @@ class NkiTensor:
         if lo < 0 or hi >= base.size or min(counts) <= 0:
             rules.fail("ap", f"access pattern {list(map(list, pattern))} at offset {start} reaches "
                        f"elements [{lo}, {hi}] outside storage of {base.size} elements")
-        if self.buffer.on_chip:
-            row = base.strides[0] // item
-            if counts[0] > 1 and strides[0] != row:
+        if on_chip:
+            if counts[0] > 1 and strides[0] != row_len:
                 rules.fail("ap", f"first ap pair stride {strides[0]} must equal the partition row "
-                           f"length {row} on SBUF/PSUM")
+                           f"length {row_len} on SBUF/PSUM")
             rules.check_partition_dim(counts[0], "ap")
+            if any(abs(s) >= row_len for s, c in zip(strides[1:], counts[1:]) if c > 1):
+                rules.fail("ap", f"access pattern {list(map(list, pattern))}: only the first pair may "
+                           "step across partitions on SBUF/PSUM")
 
         def make(a: np.ndarray) -> np.ndarray:
-            flat = a.reshape(-1)[start:]
-            return as_strided(flat, shape=tuple(counts), strides=tuple(s * a.itemsize for s in strides))
+            # logical element e = p * row_len + f lives at byte p * strides[0] + f * itemsize
+            if on_chip:
+                p, f = divmod(start, row_len)
+                origin = a[p].reshape(-1)[f:]
+                steps = [a.strides[0]] + [s * a.itemsize for s in strides[1:]]
+            else:
+                origin = a.reshape(-1)[start:]
+                steps = [s * a.itemsize for s in strides]
+            return as_strided(origin, shape=tuple(counts), strides=tuple(steps))
         state = None if self._alloc.state is None else make(self._alloc.state)
         return NkiTensor(self._alloc, make(base), state)
 
