@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import ml_dtypes
 import numpy as np
 
-from qwen35_neuron.kernels.nki_emulator import run_kernel
+from qwen35_neuron.kernels.nki_emulator import dtypes as emu_dtypes, run_kernel
 from qwen35_neuron.kernels.nki_emulator.install import emulator_modules
 
 # ---- stand-ins ----------------------------------------------------------------------------------
@@ -78,7 +78,9 @@ def _standin_modules(orchestrator_cls: type) -> Dict[str, types.ModuleType]:
     metrics services, or plot; plus their orchestrator, replaced by ours."""
     mods = {
         "neuron_dtypes": _module("neuron_dtypes", inert=False, static_cast=_static_cast, is_float_type=_is_float_type,
-                                 sizeinbytes=lambda d: _as_dtype(d).itemsize, finfo=ml_dtypes.finfo),
+                                 sizeinbytes=lambda d: _as_dtype(d).itemsize, finfo=ml_dtypes.finfo,
+                                 **{n: getattr(emu_dtypes, n) for n in ("float8_e4m3fn_x4", "float8_e5m2_x4",
+                                                                       "float4_e2m1fn_x4")}),
         "allpairspy": _module("allpairspy", AllPairs=_AllPairs),
         "fabric2": _module("fabric2", Connection=_Inert, Config=_Inert),
         "plotext": _module("plotext"),

@@ -7,14 +7,17 @@ import argparse
 from ..errors import InputError
 
 NAME = "kernels"
-HELP = ("run each NKI kernel through the CPU emulator at Qwen3.5-35B-A3B per-rank shapes and print "
-        "instructions per engine, DMA bytes, modelled trn2 latency and the roofline bound (modelled)")
+HELP = ("run our NKI kernels and nki-library's gdn_tkg / gdn_cte (when their sources are fetched) through "
+        "the CPU emulator at Qwen3.5-35B-A3B per-rank shapes, at LNC 1 and 2, and print busiest-engine "
+        "and makespan figures (modelled, uncalibrated)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tp", type=int, nargs="+", default=[4, 8], help="TP degrees whose per-rank shapes to use")
     parser.add_argument("--seq", type=int, default=512, help="prefill / attention sequence length")
     parser.add_argument("--batch", type=int, default=2, help="rows per launch")
+    parser.add_argument("--lnc", type=int, nargs="+", default=[1, 2], choices=[1, 2],
+                        help="logical NeuronCore degrees to launch each kernel at")
 
 
 # Qwen3.5-35B-A3B head counts the per-rank kernel shapes are cut from
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seq < 1 or args.batch < 1:
         raise InputError(f"--seq and --batch must be >= 1, got --seq {args.seq} --batch {args.batch}")
 
-    print(f"running the kernels in the emulator (TP {args.tp}, seq {args.seq}, batch {args.batch}) ...", flush=True)
-    print(kernel_report(tp_degrees=tuple(args.tp), seq=args.seq, batch=args.batch))
+    print(f"running the kernels in the emulator (TP {args.tp}, seq {args.seq}, batch {args.batch}, "
+          f"LNC {args.lnc}) ...", flush=True)
+    print(kernel_report(tp_degrees=tuple(args.tp), seq=args.seq, batch=args.batch, lncs=tuple(args.lnc)))
     return 0
