@@ -59,7 +59,9 @@ def test_inspect_ok_and_failing(capsys, tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--input-ids", ""], "empty prompt"),
-    (["--input-ids", ",".join(["1"] * 200)], "longer than the largest context bucket"),
+    (["--input-ids", ",".join(["1"] * 250), "--max-new-tokens", "8"],
+     "a prompt of 250 tokens and max_new_tokens 8 need 258 cache slots per row, but the cache holds 256: "
+     "raise --max-seq-len"),
     (["--input-ids", "1,5000"], "outside the vocabulary"),
     (["--input-ids", "1,x"], "comma-separated integers"),
     (["--input-ids", "1,,2"], "comma-separated integers"),

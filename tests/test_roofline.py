@@ -113,3 +113,34 @@ def test_hardware_shares():
     assert TRN2_3XLARGE.rank_hbm_bandwidth == pytest.approx(2.9e12 / 4)
     assert TRN2_3XLARGE.rank_flops == pytest.approx(158e12)
     assert TRN2_3XLARGE.rank_hbm_bytes == 24 * GIB
+
+
+def test_long_contexts_hold_kv_only_in_the_attention_layers(big):
+    """32k / 128k / 262k rows: KV grows in the 10 attention layers only, the DeltaNet state stays
+    fixed, and the chunked prefill's TTFT bound counts every chunk reading the KV before it."""
+    report = preset_report(big.text, big.vision, "trn2.3xlarge", max_seq_len=4096)
+    rows = {row.length: row for row in report.long_contexts}
+    assert sorted(rows) == [32768, 131072, 262144] and report.attention_layers == (10, 40)
+    full = rows[262144]
+    assert full.kv_bytes == 10 * 2 * 1 * 262144 * 256 * 2  # 10 layers x K,V x one KV head per rank x bf16
+    assert full.state_bytes == rows[32768].state_bytes
+    assert full.hbm_total - rows[32768].hbm_total == pytest.approx(full.kv_bytes - rows[32768].kv_bytes)
+    assert len(full.prefill_chunks) == 262144 // 2048 and full.chunk == 2048
+    last = full.prefill_chunks[-1]
+    assert last.bytes_by_part[f"KV cache read ({262144 - 2048})"] == 10 * 2 * (262144 - 2048) * 256 * 2
+    assert last.bytes_by_part["DeltaNet state fp32 (read + write)"] == 2 * 30 * 8 * 128 * 128 * 4
+    # TTFT grows faster than the length (attention reads all earlier KV), decode slows with the KV read
+    assert full.ttft_lower_bound_s > 8 * rows[32768].ttft_lower_bound_s
+    assert full.decode.lower_bound_s > rows[32768].decode.lower_bound_s > report.tpot_lower_bound_s
+    # the first chunk is the plain 2048 prefill
+    assert full.prefill_chunks[0].lower_bound_s == pytest.approx(report.ttft_lower_bound_s(2048))
+    text = report.format()
+    assert "long contexts, batch 1 (modelled): KV in the 10 attention layers only (of 40)" in text
+    assert "262144" in text
+
+
+def test_long_contexts_stop_at_the_models_native_length(big):
+    report = roofline(big.text, tp=4, long_contexts=(8192, 262144, 524288))
+    assert [row.length for row in report.long_contexts] == [8192, 262144]
+    with pytest.raises(UnsupportedConfigError, match="positive"):
+        roofline(big.text, tp=4, long_contexts=(0,))

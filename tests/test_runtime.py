@@ -124,7 +124,7 @@ def test_top_k_one_is_greedy(tiny_dir):
 
 @pytest.mark.parametrize("prompt, message", [
     ([], "empty prompt"),
-    ([1] * 40, "longer than the largest context bucket"),
+    ([1] * 65, "a prompt of 65 tokens and max_new_tokens 0 need 65 cache slots per row, but the cache holds 64"),
     ([1, 999], "outside the vocabulary"),
     ([1, -2], "outside the vocabulary"),
 ])

@@ -22,8 +22,8 @@ BAD = {
     "missing_file": (lambda im: VLRequest([1, IMAGE], [im["broken"] + ".absent"]), "cannot read image"),
     "too_many_patches": (lambda im: VLRequest([1, IMAGE], [im["big"]]),
                          "144 patches (grid t=1 x h=12 x w=12) but the largest vision bucket holds 64"),
-    "expanded_too_long": (lambda im: VLRequest([1] * 10 + [IMAGE] * 4, [im["wide"]] * 4),
-                          "longer than the largest context bucket"),
+    "expanded_too_long": (lambda im: VLRequest([1] * 40 + [IMAGE] * 4, [im["wide"]] * 4),
+                          "a prompt of 64 tokens and max_new_tokens 4 need 68 cache slots per row, but the cache holds 64"),
 }
 
 

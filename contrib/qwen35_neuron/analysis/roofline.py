@@ -7,6 +7,11 @@ lower bound on a step is ``max(bytes / HBM bandwidth, FLOPs / peak) + all-reduce
 kernels only come close to it. Activation traffic, kernel launch overheads and the vision encoder's
 run time are not modelled.
 
+Long contexts (32k, 128k, 262k by default): the HBM a row of that length needs (KV in the attention
+layers only - 10 of 40 in 35B-A3B - while the DeltaNet state stays one fixed-size matrix per head)
+and the TTFT lower bound of its chunked prefill, each chunk of the largest prefill bucket reading
+the KV of the chunks before it.
+
 Sharding assumptions (those of the planned neuron layer): attention and DeltaNet heads, expert and
 shared-expert intermediate, LM-head rows and embedding columns split over R; router, norms and
 shared-expert gate replicated; expert parallelism off. Decode reads the weights of ``min(B*k, E)``
@@ -26,6 +31,7 @@ from .model_size import ParamCounts, RankShapes, count_params, vision_params
 
 DELTANET_CHUNK = 64  # chunk length assumed for the chunked gated delta rule in prefill
 DELTANET_STEP_FLOPS_PER_STATE = 7  # decay, k^T S, delta update (outer product), q S: ~7 flops per state element
+LONG_CONTEXTS = (32768, 131072, 262144)  # 32k, 128k and the native 262k context of Qwen3.5
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,23 @@ class StepCost:
 
 
 @dataclass(frozen=True)
+class LongContext:
+    """One row of length ``length``: what HBM holds, the chunked prefill and a decode step at the end."""
+
+    length: int
+    chunk: int  # prefill chunk (the largest prefill bucket)
+    kv_bytes: float  # KV of the attention layers at this length
+    state_bytes: float  # DeltaNet recurrent + conv state: independent of the length
+    hbm_total: float  # weights + KV + states (+ vision) per rank
+    prefill_chunks: tuple[StepCost, ...]
+    decode: StepCost
+
+    @property
+    def ttft_lower_bound_s(self) -> float:
+        return sum(c.lower_bound_s for c in self.prefill_chunks)
+
+
+@dataclass(frozen=True)
 class RooflineReport:
     """Everything :func:`roofline` computed; ``format()`` prints it as a table."""
 
@@ -71,6 +94,8 @@ class RooflineReport:
     decode: StepCost
     prefill: tuple[StepCost, ...]
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    long_contexts: tuple[LongContext, ...] = ()
+    attention_layers: tuple[int, int] = (0, 0)  # (attention layers, all layers): the layers that keep KV
 
     @property
     def hbm_total(self) -> float:
@@ -130,8 +155,25 @@ class RooflineReport:
             lines.append(f"  {c.name.split()[-1]:<16}{c.bytes_total / 1e6:>10.1f}{c.flops / 1e9:>10.1f}"
                          f"{c.time_memory_s * 1e3:>9.2f}{c.time_compute_s * 1e3:>9.2f}"
                          f"{c.time_collectives_s * 1e3:>9.2f}{c.lower_bound_s * 1e3:>12.2f}")
+        lines += self._format_long_contexts()
         lines += ["", "assumptions:"] + [f"  - {a}" for a in self.assumptions]
         return "\n".join(lines)
+
+    def _format_long_contexts(self) -> list[str]:
+        if not self.long_contexts:
+            return []
+        attn, layers = self.attention_layers
+        chunk = self.long_contexts[0].chunk
+        lines = ["", f"long contexts, batch 1 (modelled): KV in the {attn} attention layers only (of {layers}); "
+                     f"DeltaNet state {self.long_contexts[0].state_bytes / 2**20:.1f} MiB whatever the length; "
+                     f"prefill in chunks of {chunk} tokens, each reading the KV before it",
+                 f"  {'context':<10}{'KV GiB':>9}{'HBM GiB':>10}{'of':>6}{'fits':>6}{'TTFT >= s':>12}"
+                 f"{'TPOT >= ms':>12}"]
+        for row in self.long_contexts:
+            lines.append(f"  {row.length:<10}{row.kv_bytes / GIB:>9.2f}{row.hbm_total / GIB:>10.2f}"
+                         f"{self.hbm_capacity / GIB:>6.0f}{'yes' if row.hbm_total <= self.hbm_capacity else 'NO':>6}"
+                         f"{row.ttft_lower_bound_s:>12.3f}{row.decode.lower_bound_s * 1e3:>12.2f}")
+        return lines
 
 
 def roofline(
@@ -148,8 +190,11 @@ def roofline(
     decode_context: int | None = None,
     prefill_buckets: tuple[int, ...] = (128, 512, 2048),
     prefill_batch: int = 1,
+    long_contexts: tuple[int, ...] = LONG_CONTEXTS,
 ) -> RooflineReport:
-    """Model one configuration. ``decode_context`` (default ``max_seq_len``) is the length a decode step attends to."""
+    """Model one configuration. ``decode_context`` (default ``max_seq_len``) is the length a decode step
+    attends to; ``long_contexts`` the row lengths (batch 1) whose memory and chunked-prefill TTFT are
+    reported, up to the model's ``max_position_embeddings``."""
     hardware.check_tp(tp)
     if batch < 1 or prefill_batch < 1 or dtype_bytes < 1 or state_dtype_bytes < 1:
         raise UnsupportedConfigError("batch sizes and dtype sizes must be positive")
@@ -157,6 +202,8 @@ def roofline(
     context = decode_context if decode_context is not None else max_seq_len
     if not 0 < context <= max_seq_len or any(not 0 < s <= max_seq_len for s in prefill_buckets):
         raise UnsupportedConfigError(f"decode context and prefill buckets must lie in 1..max_seq_len ({max_seq_len})")
+    if any(n < 1 for n in long_contexts):
+        raise UnsupportedConfigError(f"long contexts must be positive lengths, got {long_contexts}")
     rank = RankShapes.of(text, tp)
     model = _Model(text, rank, hardware, dtype_bytes, kv_bytes, state_dtype_bytes)
     return RooflineReport(
@@ -167,6 +214,9 @@ def roofline(
         decode=model.decode(batch, context),
         prefill=tuple(model.prefill(prefill_batch, s) for s in prefill_buckets),
         assumptions=tuple(hardware.assumptions() + (_MODEL_ASSUMPTIONS if text.is_moe else _DENSE_ASSUMPTIONS)),
+        long_contexts=tuple(model.long_context(n, max(prefill_buckets), vision) for n in long_contexts
+                            if n <= text.max_position_embeddings),
+        attention_layers=(model.n_attn, model.layers),
     )
 
 
@@ -284,17 +334,35 @@ class _Model:
                  + self._conv_flops(batch))
         return self._step(f"decode step (context {context})", parts, flops, batch)
 
-    def prefill(self, batch: int, seq: int) -> StepCost:
+    def prefill(self, batch: int, seq: int, past: int = 0) -> StepCost:
+        """One CTE call of ``seq`` tokens per row after ``past`` cached ones (a later chunk of a long
+        prompt reads the earlier KV and carries the DeltaNet state in)."""
         t, r = self.t, self.rank
         tokens = batch * seq
         parts = self._weights(min(tokens * t.num_experts_per_tok, t.num_experts), tokens)
+        if past:
+            parts[f"KV cache read ({past})"] = self._kv_bytes(batch, past)
         parts[f"KV cache write ({seq})"] = self._kv_bytes(batch, seq)
-        parts["DeltaNet state fp32 (write)"] = self._recurrent_bytes(batch)
-        parts["conv state (write)"] = self._conv_bytes(batch)
+        carried = 2 if past else 1  # a continuing chunk reads the state it carries on
+        parts["DeltaNet state fp32 (read + write)" if past else "DeltaNet state fp32 (write)"] = \
+            carried * self._recurrent_bytes(batch)
+        parts["conv state (read + write)" if past else "conv state (write)"] = carried * self._conv_bytes(batch)
         dk, dv = t.linear_key_head_dim, t.linear_value_head_dim
         chunked = 6 * dk * dv + 2 * DELTANET_CHUNK * (dk + dv)
         flops = (2 * tokens * self._matmul_params_per_token() + 2 * batch * r.vocab * t.hidden_size
-                 + self.n_attn * batch * r.q_heads * 2 * t.head_dim * seq * seq
+                 + self.n_attn * batch * r.q_heads * 2 * t.head_dim * seq * (seq + 2 * past)
                  + self.n_lin * tokens * r.linear_value_heads * chunked
                  + self._conv_flops(tokens))
-        return self._step(f"prefill {seq}", parts, flops, tokens)
+        return self._step(f"prefill {seq}" + (f" after {past}" if past else ""), parts, flops, tokens)
+
+    def long_context(self, length: int, chunk: int, vision: VisionConfig | None) -> LongContext:
+        """A row of ``length`` tokens (batch 1): its HBM, its prefill in ``chunk``-token calls, and a
+        decode step attending to all of it."""
+        starts = range(0, length, chunk)
+        return LongContext(
+            length=length, chunk=chunk, kv_bytes=self._kv_bytes(1, length),
+            state_bytes=self._recurrent_bytes(1) + self._conv_bytes(1),
+            hbm_total=sum(self.hbm(1, length, vision).values()),
+            prefill_chunks=tuple(self.prefill(1, min(chunk, length - start), start) for start in starts),
+            decode=self.decode(1, length),
+        )

@@ -30,19 +30,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, default=None,
                         help="tokens a decode step attends to (default: --max-seq-len)")
     parser.add_argument("--buckets", default="128,512,2048", help="prefill lengths to model, comma-separated")
+    parser.add_argument("--long-contexts", default="32768,131072,262144",
+                        help="row lengths whose memory and chunked-prefill TTFT to model (up to the model's "
+                             "max_position_embeddings), comma-separated")
 
 
-def parse_buckets(text: str) -> tuple[int, ...]:
+def parse_buckets(text: str, flag: str = "--buckets") -> tuple[int, ...]:
     try:
         return tuple(int(b) for b in text.split(",") if b.strip())
     except ValueError as err:
-        raise InputError(f"--buckets must be comma-separated integers, got {text!r}") from err
+        raise InputError(f"{flag} must be comma-separated integers, got {text!r}") from err
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_model_config(args.model)
     kwargs = dict(batch=args.batch, max_seq_len=args.max_seq_len, decode_context=args.context,
-                  prefill_buckets=parse_buckets(args.buckets))
+                  prefill_buckets=parse_buckets(args.buckets),
+                  long_contexts=parse_buckets(args.long_contexts, "--long-contexts"))
     if args.tp is not None:
         kwargs["tp"] = args.tp
     instance = args.instance or ("trn2.3xlarge" if (args.tp or 4) <= 4 else "trn2.48xlarge")

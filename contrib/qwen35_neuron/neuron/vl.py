@@ -36,6 +36,9 @@ from .generation import decode_mask, right_padded
 from .vl_inputs import cte_inputs, tkg_inputs
 
 
+NEURON_CAPACITY_OPTION = "max_length (NeuronSettings.max_length, compile_text.py --max-length; recompile)"
+
+
 def host_run_config(settings, vision_buckets: Sequence[int] | None = None) -> RunConfig:
     """The compiled model's shape limits as the host-side RunConfig the ``vl`` package checks against."""
     extra = {"vision_buckets": tuple(vision_buckets)} if vision_buckets else {}
@@ -75,7 +78,7 @@ class NeuronVLSession:
                              dtype=self.run.torch_dtype)
 
     def _check_prompt(self, prompt: list[int], max_new_tokens: int) -> None:
-        check_prompt(prompt, self.text, self.run, max_new_tokens)
+        check_prompt(prompt, self.text, self.run, max_new_tokens, NEURON_CAPACITY_OPTION)
 
     def prefill(self, requests: Sequence[VLRequest], rows: Sequence[int] | None = None, *,
                 max_new_tokens: int = 0) -> list[int]:
@@ -88,7 +91,7 @@ class NeuronVLSession:
         """The CTE graph's VL inputs for a batch with images (image embeddings are zeros at text tokens)."""
         if self.runner is None:
             raise InputError("images were given but this session has no vision runner")
-        zeros = torch.zeros(len(batch.prompts), batch.bucket, self.text.hidden_size, dtype=self.run.torch_dtype)
+        zeros = torch.zeros(len(batch.prompts), batch.width, self.text.hidden_size, dtype=self.run.torch_dtype)
         embeds = scatter_images(self.runner, batch, self.config.vision, zeros)
         return cte_inputs(embeds, batch.plan.is_image, batch.rotary_positions)
 

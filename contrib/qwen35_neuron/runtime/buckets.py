@@ -1,6 +1,15 @@
-"""Bucket choice: the smallest compiled context length that holds a prompt."""
+"""Bucket choice and the chunk schedule of a prefill.
+
+A prompt longer than the largest context bucket runs as consecutive CTE calls (chunks), each
+continuing from the state the previous one left in the row. :func:`plan_chunks` is the whole
+schedule: full largest-bucket chunks first, the tail in the smallest bucket that holds it. Any
+schedule gives the same tokens (every chunk continues exactly where the last one stopped); this
+one makes the fewest calls.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..errors import InputError
 
@@ -13,3 +22,32 @@ def choose_bucket(length: int, buckets: tuple[int, ...]) -> int:
         f"prompt of {length} tokens is longer than the largest context bucket ({max(buckets)}): "
         "shorten the prompt or add a larger bucket (RunConfig.context_buckets / --buckets)"
     )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One CTE call of a prompt: tokens [start, start + length) run in a ``bucket``-long graph."""
+
+    start: int  # cache position of the chunk's first token
+    length: int  # real tokens
+    bucket: int  # CTE length that holds them
+
+
+def plan_chunks(length: int, buckets: tuple[int, ...]) -> tuple[Chunk, ...]:
+    """The CTE calls of a ``length``-token prompt: largest bucket first, the tail in the smallest
+    bucket that fits."""
+    if length < 1:
+        raise InputError("empty prompt: give at least one token id")
+    largest = max(buckets)
+    full = (length - 1) // largest  # the tail keeps 1..largest tokens
+    chunks = [Chunk(i * largest, largest, largest) for i in range(full)]
+    tail = length - full * largest
+    return (*chunks, Chunk(full * largest, tail, choose_bucket(tail, buckets)))
+
+
+def prefill_rounds(lengths: list[int], buckets: tuple[int, ...]) -> list[list[tuple[int, Chunk]]]:
+    """Chunk k of every prompt that has one, as (prompt index, chunk), for k = 0, 1, ...: the
+    calls of a batch prefill. A prompt with fewer chunks drops out of the later rounds."""
+    plans = [plan_chunks(n, buckets) for n in lengths]
+    rounds = max(len(plan) for plan in plans)
+    return [[(i, plan[k]) for i, plan in enumerate(plans) if k < len(plan)] for k in range(rounds)]

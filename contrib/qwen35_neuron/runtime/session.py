@@ -1,7 +1,10 @@
 """Requests on engine rows: prefill (CTE) new prompts into chosen rows, then decode (TKG) steps.
 
 Every row is its own request. ``prefill`` validates every prompt before anything runs, so a bad
-request never changes any row. A row's cache position and rotary offset (multimodal RoPE delta)
+request never changes any row. A prompt longer than the largest context bucket (up to the cache
+capacity) is prefilled in chunks (:func:`~qwen35_neuron.runtime.buckets.prefill_rounds`), each CTE
+call continuing from the conv, recurrent and KV state the previous one left in the row; rows whose
+prompt is done take no part in the later calls. A row's cache position and rotary offset (multimodal RoPE delta)
 belong to its request and are reset when a new one starts there: a text prompt after an image
 prompt never inherits image positions.
 """
@@ -11,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..config import RunConfig, TextConfig
 from ..errors import InputError
-from .buckets import choose_bucket
+from .buckets import Chunk, prefill_rounds
 from .engine import TextEngine
 from .sampling import Sampler, SamplingParams
 
@@ -33,18 +37,24 @@ def text_rotary_positions(cache_start: torch.Tensor, length: int, rope_delta: to
     return positions[None].expand(3, -1, -1)
 
 
-def check_prompt(prompt: list[int], text: TextConfig, run: RunConfig, max_new_tokens: int = 0) -> None:
-    """A prompt fits the vocabulary, a context bucket and the cache (shared with the Neuron VL session)."""
+CAPACITY_OPTION = "--max-seq-len (RunConfig.max_seq_len)"
+
+
+def check_prompt(prompt: list[int], text: TextConfig, run: RunConfig, max_new_tokens: int = 0,
+                 capacity_option: str = CAPACITY_OPTION) -> None:
+    """A prompt fits the vocabulary and, with ``max_new_tokens`` after it, the cache of its row
+    (shared with the Neuron VL session, whose capacity is named by ``capacity_option``)."""
     vocab, capacity = text.vocab_size, run.max_seq_len
     if len(prompt) == 0:
         raise InputError("empty prompt: give at least one token id")
     bad = [t for t in prompt if not 0 <= int(t) < vocab]
     if bad:
         raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {vocab}): check the tokenizer/model pair")
-    choose_bucket(len(prompt), run.context_buckets)
     if len(prompt) + max_new_tokens > capacity:
-        raise InputError(f"prompt ({len(prompt)}) + max_new_tokens ({max_new_tokens}) exceeds the cache "
-                         f"capacity max_seq_len={capacity}: generate fewer tokens or raise max_seq_len")
+        need = len(prompt) + max_new_tokens
+        raise InputError(f"a prompt of {len(prompt)} tokens and max_new_tokens {max_new_tokens} need {need} cache "
+                         f"slots per row, but the cache holds {capacity}: raise {capacity_option} to at least {need} "
+                         "or generate fewer tokens")
 
 
 def check_rows(rows: list[int], count: int, batch_size: int) -> None:
@@ -77,30 +87,44 @@ class GenerationSession:
                 rope_deltas: list[int] | None = None) -> list[int]:
         """Start one request per prompt in ``rows`` (default 0..n-1); returns each row's first token.
 
-        ``inputs_embeds`` / ``rotary_positions`` / ``rope_deltas`` come from the VL orchestrator
-        (bucket-shaped); text requests leave them None.
+        ``inputs_embeds`` [n, W, H] / ``rotary_positions`` [3, n, W] / ``rope_deltas`` come from the VL
+        orchestrator (W >= every prompt's length; each chunk takes its own slots of them); text
+        requests leave them None.
         """
         rows = list(range(len(prompts))) if rows is None else list(rows)
         self.check_rows(rows, len(prompts))
         for prompt in prompts:
             self.validate_prompt(prompt, max_new_tokens)
-        bucket = choose_bucket(max(len(p) for p in prompts), self.engine.run.context_buckets)
-        input_ids = torch.zeros(len(prompts), bucket, dtype=torch.long)
-        for i, prompt in enumerate(prompts):
-            input_ids[i, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-        valid_len = torch.tensor([len(p) for p in prompts])
-        cache_start = torch.zeros(len(prompts), dtype=torch.long)
-        deltas = rope_deltas or [0] * len(prompts)
-        if rotary_positions is None:
-            rotary_positions = text_rotary_positions(cache_start, bucket, torch.zeros(len(prompts), dtype=torch.long))
-        logits = self.engine.forward(input_ids, rotary_positions, cache_start, valid_len,
-                                     torch.tensor(rows), inputs_embeds=inputs_embeds)
+        last: list[torch.Tensor | None] = [None] * len(prompts)
+        for chunks in prefill_rounds([len(p) for p in prompts], self.engine.run.context_buckets):
+            logits = self._run_chunks(prompts, rows, chunks, inputs_embeds, rotary_positions)
+            for (index, _), row_logits in zip(chunks, logits):
+                last[index] = row_logits
+        logits = torch.stack(last)
         self.last_logits = logits
         self.sampler.start(rows)
         tokens = self.sampler(logits, rows)
+        deltas = rope_deltas or [0] * len(prompts)
         for row, prompt, token, delta in zip(rows, prompts, tokens, deltas):
             self.rows[row] = RowState(length=len(prompt), rope_delta=delta, next_token=token, active=True)
         return tokens
+
+    def _run_chunks(self, prompts: list[list[int]], rows: list[int], chunks: list[tuple[int, Chunk]],
+                    inputs_embeds: torch.Tensor | None, rotary_positions: torch.Tensor | None) -> torch.Tensor:
+        """One CTE call: chunk ``c`` of prompt ``i`` in row ``rows[i]`` for each (i, c), right padded
+        to the largest of their buckets; returns logits [len(chunks), V] at each chunk's last token."""
+        bucket = max(chunk.bucket for _, chunk in chunks)
+        input_ids = torch.stack([_window(torch.tensor(prompts[i]), 0, chunk, bucket) for i, chunk in chunks])
+        cache_start = torch.tensor([chunk.start for _, chunk in chunks])
+        if rotary_positions is None:
+            rotary = text_rotary_positions(cache_start, bucket, torch.zeros_like(cache_start))
+        else:
+            rotary = torch.stack([_window(rotary_positions[:, i], 1, chunk, bucket) for i, chunk in chunks], dim=1)
+        embeds = None
+        if inputs_embeds is not None:
+            embeds = torch.stack([_window(inputs_embeds[i], 0, chunk, bucket) for i, chunk in chunks])
+        return self.engine.forward(input_ids, rotary, cache_start, torch.tensor([chunk.length for _, chunk in chunks]),
+                                   torch.tensor([rows[i] for i, _ in chunks]), inputs_embeds=embeds)
 
     # ------------------------------------------------------------------ TKG
     def decode(self) -> list[int | None]:
@@ -120,6 +144,12 @@ class GenerationSession:
 
     def finish(self, row: int) -> None:
         self.rows[row].active = False
+
+
+def _window(full: torch.Tensor, dim: int, chunk: Chunk, bucket: int) -> torch.Tensor:
+    """The chunk's slots of a whole-prompt tensor along ``dim``, zero padded to ``bucket``."""
+    part = full.narrow(dim, chunk.start, chunk.length)
+    return F.pad(part, [0, 0] * (full.dim() - 1 - dim) + [0, bucket - chunk.length])
 
 
 def decoding_rows(rows: list[RowState], capacity: int) -> list[bool]:

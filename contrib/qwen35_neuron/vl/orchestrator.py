@@ -1,9 +1,10 @@
 """The vision-language orchestrator: images + prompts in, tokens out, on the text session's rows.
 
-Per CTE call: :func:`~qwen35_neuron.vl.request.prepare_batch` checks and lays out the batch on
+Per prefill: :func:`~qwen35_neuron.vl.request.prepare_batch` checks and lays out the batch on
 the host; the vision runner encodes each patch bucket; the image embeddings replace the text
-embeddings at the image tokens; :meth:`GenerationSession.prefill` runs CTE with the mRoPE ids and
-records each row's rope delta, which TKG adds to the cache position. Every row is its own request:
+embeddings at the image tokens; :meth:`GenerationSession.prefill` runs CTE with the mRoPE ids (in
+chunks for prompts past the largest context bucket: each chunk takes its slots of the embeddings
+and of the mRoPE ids, so a chunk boundary may fall inside an image) and records each row's rope delta, which TKG adds to the cache position. Every row is its own request:
 prefill resets the rows it writes (delta included), so a text prompt after an image prompt starts
 from plain text positions.
 """
@@ -32,7 +33,7 @@ EmbedFn = Callable[[torch.Tensor], torch.Tensor]  # token ids [B, S] -> embeddin
 @torch.no_grad()
 def scatter_images(runner: VisionRunner, batch: PreparedBatch, vision: VisionConfig,
                    base: torch.Tensor) -> torch.Tensor:
-    """``base`` [B, bucket, H] with the batch's image embeddings at its image tokens: the vision runner
+    """``base`` [B, width, H] with the batch's image embeddings at its image tokens: the vision runner
     encodes each patch bucket, the scatter plan places the rows. The CPU session passes the text
     embeddings; the Neuron session passes zeros (its graph selects between the two itself)."""
     table = run_packs(runner, batch.packs, vision.spatial_merge_size, vision.out_hidden_size)
@@ -99,7 +100,8 @@ class VisionLanguageSession:
 
     @torch.no_grad()
     def embed_batch(self, batch: PreparedBatch) -> torch.Tensor:
-        """[B, bucket, H] CTE input: text embeddings with the image embeddings scattered in."""
+        """[B, width, H] CTE input of the whole prompts (chunks take their slots): text embeddings with
+        the image embeddings scattered in."""
         return scatter_images(self.runner, batch, self.config.vision, self.embed(batch.padded_input_ids()))
 
     def prefill(self, requests: Sequence[VLRequest], rows: Sequence[int] | None = None, *,

@@ -16,7 +16,6 @@ import torch
 
 from ..config import ModelConfig, RunConfig, VisionConfig
 from ..errors import InputError
-from ..runtime.buckets import choose_bucket
 from ..vision.grid import Grid, num_merged_tokens, num_patches
 from ..vision.packing import PackedImages, check_buckets, pack_request
 from ..vision.preprocess import ImageLike, ImageProcessorConfig, preprocess_images
@@ -35,14 +34,15 @@ class VLRequest:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """Everything the CTE call needs, built on the host."""
+    """Everything the CTE calls need, built on the host for the whole prompts: a prompt longer than
+    the largest context bucket runs in chunks, each taking its own slots of these tensors."""
 
     prompts: list[list[int]]  # expanded token ids per row
-    bucket: int  # CTE bucket length
+    width: int  # the longest prompt: every [B, S] tensor below has S = width
     grids: list[Grid]  # batch-wide, in image order (row by row, prompt order)
     packs: list[PackedImages]  # vision tower inputs, one per patch bucket used
     plan: ScatterPlan  # where the tower output goes
-    rotary_positions: torch.Tensor  # [3, B, bucket] mRoPE ids (0 on padding)
+    rotary_positions: torch.Tensor  # [3, B, width] mRoPE ids (0 on padding)
     rope_deltas: list[int]  # per row: rotary id minus cache position for the tokens after the prompt
 
     @property
@@ -50,7 +50,7 @@ class PreparedBatch:
         return bool(self.grids)
 
     def padded_input_ids(self) -> torch.Tensor:
-        ids = torch.zeros(len(self.prompts), self.bucket, dtype=torch.long)
+        ids = torch.zeros(len(self.prompts), self.width, dtype=torch.long)
         for row, prompt in enumerate(self.prompts):
             ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
         return ids
@@ -116,26 +116,26 @@ def prepare_batch(
                                            image_id))
     for prompt in prompts:
         validate_prompt(prompt, max_new_tokens)
-    bucket = choose_bucket(max(len(p) for p in prompts), run.context_buckets)
+    width = max(len(p) for p in prompts)
 
     packs: list[PackedImages] = []
     if grids:
         packs = pack_request(torch.from_numpy(np.concatenate(pixels, axis=0)), grids, buckets, config.vision,
                              dtype=dtype)
     counts = [num_merged_tokens(g, merge) for g in grids]
-    plan = build_scatter_plan(prompts, bucket, image_id, image_rows, table_offsets(packs, merge), counts)
-    positions, deltas = _positions(prompts, bucket, grids, config, merge)
-    return PreparedBatch(prompts, bucket, grids, packs, plan, positions, deltas)
+    plan = build_scatter_plan(prompts, width, image_id, image_rows, table_offsets(packs, merge), counts)
+    positions, deltas = _positions(prompts, width, grids, config, merge)
+    return PreparedBatch(prompts, width, grids, packs, plan, positions, deltas)
 
 
-def _positions(prompts: list[list[int]], bucket: int, grids: list[Grid], config: ModelConfig,
+def _positions(prompts: list[list[int]], width: int, grids: list[Grid], config: ModelConfig,
                merge: int) -> tuple[torch.Tensor, list[int]]:
     """mRoPE ids of the right-padded batch and each row's rope delta (0 for text-only rows).
 
     Videos are not served: the video token counts as text (no grids), as in a prompt without videos.
     """
-    ids = torch.zeros(len(prompts), bucket, dtype=torch.long)
-    mask = torch.zeros(len(prompts), bucket, dtype=torch.long)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
     for row, prompt in enumerate(prompts):
         ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
         mask[row, : len(prompt)] = 1

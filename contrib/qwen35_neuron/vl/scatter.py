@@ -23,7 +23,7 @@ from ..vision.packing import PackedImages
 
 @dataclass(frozen=True)
 class ScatterPlan:
-    """Host-built indices for :func:`merge_image_embeddings` over a [B, S] CTE bucket."""
+    """Host-built indices for :func:`merge_image_embeddings` over [B, S] token slots."""
 
     source_index: torch.Tensor  # [B, S] int64: row of the image table for image tokens, 0 elsewhere
     is_image: torch.Tensor  # [B, S] bool: True at image-token positions
@@ -44,16 +44,16 @@ def table_offsets(packs: Sequence[PackedImages], merge: int) -> dict[int, int]:
     return offsets
 
 
-def build_scatter_plan(prompts: Sequence[Sequence[int]], bucket: int, image_token_id: int,
+def build_scatter_plan(prompts: Sequence[Sequence[int]], width: int, image_token_id: int,
                        image_rows: Sequence[Sequence[int]], offsets: dict[int, int],
                        token_counts: Sequence[int]) -> ScatterPlan:
-    """Indices for expanded ``prompts`` right-padded to ``bucket``.
+    """Indices for expanded ``prompts`` right-padded to ``width``.
 
     ``image_rows[b]`` lists the (batch-wide) ids of row b's images in prompt order; image ``i``
     owns ``token_counts[i]`` consecutive table rows from ``offsets[i]``.
     """
-    source = torch.zeros(len(prompts), bucket, dtype=torch.long)
-    is_image = torch.zeros(len(prompts), bucket, dtype=torch.bool)
+    source = torch.zeros(len(prompts), width, dtype=torch.long)
+    is_image = torch.zeros(len(prompts), width, dtype=torch.bool)
     for row, (prompt, images) in enumerate(zip(prompts, image_rows, strict=True)):
         table_rows = [offsets[i] + k for i in images for k in range(token_counts[i])]
         positions = [p for p, token in enumerate(prompt) if int(token) == image_token_id]
