@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+
 from ..errors import InputError
 
 
@@ -51,3 +54,10 @@ def prefill_rounds(lengths: list[int], buckets: tuple[int, ...]) -> list[list[tu
     plans = [plan_chunks(n, buckets) for n in lengths]
     rounds = max(len(plan) for plan in plans)
     return [[(i, plan[k]) for i, plan in enumerate(plans) if k < len(plan)] for k in range(rounds)]
+
+
+def chunk_window(full: torch.Tensor, dim: int, chunk: Chunk, width: int, value: float = 0) -> torch.Tensor:
+    """The chunk's slots of a whole-prompt tensor (token slots along ``dim``), padded with ``value``
+    to ``width``: how every per-token input of a chunk (ids, embeddings, mRoPE ids) is cut."""
+    part = full.narrow(dim, chunk.start, chunk.length)
+    return F.pad(part, [0, 0] * (full.dim() - 1 - dim) + [0, width - chunk.length], value=value)

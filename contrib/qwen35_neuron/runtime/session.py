@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..config import RunConfig, TextConfig
 from ..errors import InputError
-from .buckets import Chunk, prefill_rounds
+from .buckets import Chunk, chunk_window, prefill_rounds
 from .engine import TextEngine
 from .sampling import Sampler, SamplingParams
 
@@ -114,15 +113,15 @@ class GenerationSession:
         """One CTE call: chunk ``c`` of prompt ``i`` in row ``rows[i]`` for each (i, c), right padded
         to the largest of their buckets; returns logits [len(chunks), V] at each chunk's last token."""
         bucket = max(chunk.bucket for _, chunk in chunks)
-        input_ids = torch.stack([_window(torch.tensor(prompts[i]), 0, chunk, bucket) for i, chunk in chunks])
+        input_ids = torch.stack([chunk_window(torch.tensor(prompts[i]), 0, chunk, bucket) for i, chunk in chunks])
         cache_start = torch.tensor([chunk.start for _, chunk in chunks])
         if rotary_positions is None:
             rotary = text_rotary_positions(cache_start, bucket, torch.zeros_like(cache_start))
         else:
-            rotary = torch.stack([_window(rotary_positions[:, i], 1, chunk, bucket) for i, chunk in chunks], dim=1)
+            rotary = torch.stack([chunk_window(rotary_positions[:, i], 1, chunk, bucket) for i, chunk in chunks], dim=1)
         embeds = None
         if inputs_embeds is not None:
-            embeds = torch.stack([_window(inputs_embeds[i], 0, chunk, bucket) for i, chunk in chunks])
+            embeds = torch.stack([chunk_window(inputs_embeds[i], 0, chunk, bucket) for i, chunk in chunks])
         return self.engine.forward(input_ids, rotary, cache_start, torch.tensor([chunk.length for _, chunk in chunks]),
                                    torch.tensor([rows[i] for i, _ in chunks]), inputs_embeds=embeds)
 
@@ -144,12 +143,6 @@ class GenerationSession:
 
     def finish(self, row: int) -> None:
         self.rows[row].active = False
-
-
-def _window(full: torch.Tensor, dim: int, chunk: Chunk, bucket: int) -> torch.Tensor:
-    """The chunk's slots of a whole-prompt tensor along ``dim``, zero padded to ``bucket``."""
-    part = full.narrow(dim, chunk.start, chunk.length)
-    return F.pad(part, [0, 0] * (full.dim() - 1 - dim) + [0, bucket - chunk.length])
 
 
 def decoding_rows(rows: list[RowState], capacity: int) -> list[bool]:
