@@ -160,8 +160,8 @@ def test_cpu_bench_writes_the_nxdi_layout(capsys, tiny_dir, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--num-runs", "0"], "--num-runs must be >= 1"),
     (["--warmup", "-1"], "--warmup must be >= 0"),
-    (["--input-length", "40"], "longer than the largest context bucket"),
-    (["--input-length", "30", "--max-new-tokens", "40"], "exceeds the cache capacity"),
+    (["--input-length", "40"], "need 104 cache slots per row, but the cache holds 64: raise --max-seq-len"),
+    (["--input-length", "30", "--max-new-tokens", "40"], "a prompt of 30 tokens and max_new_tokens 40 need 70 cache"),
 ])
 def test_cpu_bench_errors_are_one_line(capsys, tiny_dir, tmp_path, extra, message):
     code, out, err = _run(capsys, "bench", "--model", tiny_dir, "--buckets", "16,32", "--max-seq-len", "64",
