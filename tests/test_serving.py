@@ -172,3 +172,61 @@ def test_register_with_native_plugin_or_broken_stack_never_raises(monkeypatch, c
     with caplog.at_level(logging.INFO, logger="vllm.plugins.qwen35_neuron"):
         register()  # MODEL_TYPES['qwen3_5moe'] is not a dict: the error is logged, not raised
     assert "skipped after an error" in caplog.records[-1].message
+
+
+# ---- what vLLM's own tables get (the real vLLM 0.16 is exercised in tests/real_vllm) ----
+
+class FakeModelRegistry:
+    def __init__(self, models=None):
+        self.models = dict(models or {})
+
+    def register_model(self, architecture, cls):
+        self.models[architecture] = cls
+
+
+def test_vllm_architectures_registered_once_and_never_over_vllms_own():
+    from qwen35_neuron.serving.vllm_arch import Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate
+    from qwen35_neuron.serving.vllm_plugin import register_vllm_architectures
+
+    native = object()
+    registry, config_map = FakeModelRegistry({"Qwen3_5MoeForCausalLM": native}), {}
+    added = register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate)
+    assert added == ["Qwen3_5MoeForConditionalGeneration"]  # a newer vLLM's own entry is left alone
+    assert registry.models["Qwen3_5MoeForCausalLM"] is native
+    assert config_map == {"Qwen3_5MoeForConditionalGeneration": Qwen35MoeVllmConfigUpdate}
+    assert register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate) == []
+
+
+def test_declaration_is_never_a_model_and_says_what_to_install():
+    from qwen35_neuron.serving.vllm_arch import Qwen35MoeNxdiDeclaration
+
+    with pytest.raises(Qwen35Error, match="vllm-neuron 0.5.0 through NxD Inference"):
+        Qwen35MoeNxdiDeclaration(vllm_config=None)
+
+
+def test_prefix_caching_is_turned_off_with_one_warning(caplog):
+    from qwen35_neuron.serving.vllm_arch import Qwen35MoeVllmConfigUpdate
+
+    config = types.SimpleNamespace(cache_config=types.SimpleNamespace(enable_prefix_caching=True))
+    with caplog.at_level(logging.WARNING, logger="vllm.plugins.qwen35_neuron"):
+        Qwen35MoeVllmConfigUpdate.verify_and_update_config(config)
+        Qwen35MoeVllmConfigUpdate.verify_and_update_config(config)
+    assert config.cache_config.enable_prefix_caching is False and len(caplog.records) == 1
+
+
+def test_transformers_config_keeps_the_published_layout_with_top_level_views():
+    """The classes registered under transformers 4.57 (the real registration runs in tests/real_vllm); the
+    installed transformers 5 has its own qwen3_5_moe, so nothing is registered here."""
+    from qwen35_neuron.serving.transformers_config import Qwen35MoeConfig, register_transformers_config
+    from qwen35_neuron.testing.family_configs import QWEN35_35B
+
+    config = Qwen35MoeConfig(**QWEN35_35B)
+    assert (config.num_key_value_heads, config.head_dim, config.num_hidden_layers, config.vocab_size) == (2, 256, 40,
+                                                                                                          248320)
+    assert config.get_text_config() is config.text_config
+    as_dict = config.to_dict()
+    assert "head_dim" not in as_dict and as_dict["text_config"]["head_dim"] == 256  # views are not stored
+    assert as_dict["text_config"]["rope_parameters"]["mrope_section"] == [11, 11, 10]
+    config.head_dim = 128  # a flat override (vLLM's --hf-overrides) lands in the text config
+    assert config.text_config.head_dim == 128
+    assert register_transformers_config() is False

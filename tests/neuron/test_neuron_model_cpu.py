@@ -28,24 +28,54 @@ def test_config_reloads_from_neuron_config_json(fake_sdk_modules, tiny_dir, tmp_
     config = neuron.inference_config(tiny_dir, settings)
     config.save(tmp_path)
     again = neuron.Qwen35MoeInferenceConfig.load(tmp_path)
-    assert type(again.neuron_config).__name__ == "MoENeuronConfig"
+    assert type(again.neuron_config).__name__ == "Qwen35MoeNeuronConfig"
+    assert isinstance(again.neuron_config, fake_sdk_modules.MoENeuronConfig)
     assert again.text() == config.text() and again.settings() == settings
     assert again._name_or_path == config._name_or_path and again.num_local_experts == 8
 
 
-def test_foreign_load_hook_is_replaced_by_our_parser(fake_sdk_modules, tiny_dir):
-    """vLLM-Neuron passes NxDI's load_pretrained_config(path); AutoConfig of transformers 4.57 cannot read it."""
+def test_foreign_load_hook_is_completed_by_our_parser(fake_sdk_modules, tiny_dir):
+    """vLLM-Neuron passes NxDI's load_pretrained_config(path): it lays transformers' view of config.json on the
+    config (nested sub-configs, generic fields, _name_or_path); our parser then reads that directory."""
+    import types
+
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.config.neuron_settings import neuron_config_kwargs
+    from qwen35_neuron.errors import UnsupportedConfigError
 
-    def load_pretrained_config(model_path_or_name=tiny_dir):
+    def load_pretrained_config(model_path_or_name):
         def load_config(config):
-            raise RuntimeError(f"AutoConfig does not recognise qwen3_5_moe in {model_path_or_name}")
+            config.__dict__.update(_name_or_path=model_path_or_name, text_config=types.SimpleNamespace(hidden_size=1),
+                                   vision_config=types.SimpleNamespace(depth=2), max_length=20)
         return load_config
 
     nc = fake_sdk_modules.MoENeuronConfig(**neuron_config_kwargs(NeuronSettings(**TINY)))
-    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config())
+    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config(tiny_dir))
     assert config.hidden_size == 64 and config.settings().tp_degree == 1
+    assert not hasattr(config, "text_config") and not hasattr(config, "vision_config")
+    assert config.text() == neuron.inference_config(tiny_dir, NeuronSettings(**TINY)).text()
+    with pytest.raises(UnsupportedConfigError, match="not a local directory with a config.json"):
+        neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config("Qwen/Qwen3.5-35B-A3B"))
+
+
+def test_serving_overrides_reach_the_settings(fake_sdk_modules, tiny_dir):
+    """override_neuron_config {"qwen35": {...}} (vLLM's --additional-config) sets the run settings NxDI has no
+    keyword for; unknown names are refused; NxDI defaults our model cannot take are replaced. (Refusing prefix
+    caching is checked against the real NxDI in tests/real_vllm.)"""
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.errors import UnsupportedConfigError
+
+    vllm_like = dict(tp_degree=1, batch_size=2, ctx_batch_size=1, seq_len=64, max_context_length=64,
+                     torch_dtype="float32", padding_side="right", enable_bucketing=True)
+    nc = neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "torch", "moe_block_size": 16})
+    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=neuron.load_qwen35_config(tiny_dir))
+    settings = config.settings()
+    assert (settings.deltanet_kernel, settings.moe_block_size, settings.batch_size) == ("torch", 16, 2)
+    assert nc.moe_tp_degree == 1 and nc.token_generation_buckets == [64]
+    with pytest.raises(UnsupportedConfigError, match=r"unknown field\(s\) \['tp_degree'\]"):
+        neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"tp_degree": 4})
+    with pytest.raises(UnsupportedConfigError, match="deltanet_kernel 'fast'"):
+        neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "fast"})
 
 
 def test_state_buffers_are_aliased_in_order(fake_sdk_modules, tiny_dir):

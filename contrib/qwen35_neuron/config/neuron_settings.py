@@ -51,7 +51,9 @@ class NeuronSettings:
     attention_kernel: str = "ours"
     gdr_chunk_size: int = 64
     moe_block_size: int = 128  # "ours" MoE prefill: slots per expert block of the dropless blockwise form
-    on_device_sampling: bool = False  # greedy (top_k 1) on device; off: logits come back to the host
+    # Sample on device with each request's top_k / top_p / temperature (NxDI's dynamic sampler; the
+    # default parameters, and top_k 1, are greedy); off: logits come back to the host.
+    on_device_sampling: bool = False
     output_logits: bool = False
     save_sharded_checkpoint: bool = True  # shard once at compile time instead of at every load
     compiler_args: str | None = None  # None: NxDI's per-graph defaults (they include --lnc)
@@ -108,15 +110,48 @@ class NeuronSettings:
         """The token-generation graphs' cache buckets (``token_buckets`` or the default doubling)."""
         if self.token_buckets is not None:
             return self.token_buckets
-        buckets, size = [], TOKEN_BUCKET_MIN
-        while size < self.max_length:
-            buckets.append(size)
-            size *= 2
-        return (*buckets, self.max_length)
+        return default_token_buckets(self.max_length)
 
     def with_overrides(self, **changes: Any) -> "NeuronSettings":
         """A copy with some fields changed (None values are ignored, so argparse defaults pass through)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def default_token_buckets(max_length: int) -> tuple[int, ...]:
+    """Powers of two from TOKEN_BUCKET_MIN below ``max_length``, then ``max_length``."""
+    buckets, size = [], TOKEN_BUCKET_MIN
+    while size < max_length:
+        buckets.append(size)
+        size *= 2
+    return (*buckets, max_length)
+
+
+# NxDI's OnDeviceSamplingConfig as vLLM-Neuron builds it: per-request parameters (one row of
+# sampling_params per request) choose greedy or sampling; global_topk bounds the candidates.
+ON_DEVICE_SAMPLING = {"dynamic": True, "do_sample": True, "deterministic": False, "global_topk": 256}
+
+# The run settings that NxDI's own config does not carry, which a vLLM user sets under this key of
+# override_neuron_config: --additional-config '{"override_neuron_config": {"qwen35": {...}}}'.
+# Everything else (TP, batch, buckets, dtype, sampling) comes from vLLM's arguments.
+SERVING_OVERRIDE_KEY = "qwen35"
+SERVING_OVERRIDE_FIELDS = ("moe_backend", "deltanet_kernel", "attention_kernel", "gdr_chunk_size", "moe_block_size",
+                           "compiler_args")
+
+
+def serving_overrides(raw: Any) -> dict[str, Any]:
+    """Check the ``qwen35`` object of override_neuron_config: known names, valid values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UnsupportedConfigError(f'override_neuron_config "{SERVING_OVERRIDE_KEY}" must be a JSON object, '
+                                     f"got {raw!r}")
+    unknown = sorted(set(raw) - set(SERVING_OVERRIDE_FIELDS))
+    if unknown:
+        raise UnsupportedConfigError(f'override_neuron_config "{SERVING_OVERRIDE_KEY}" has unknown field(s) '
+                                     f"{unknown}; known: {list(SERVING_OVERRIDE_FIELDS)} (TP, batch, buckets, dtype "
+                                     "and sampling come from vLLM's own arguments)")
+    NeuronSettings(**raw)  # the field checks (kernels, MoE backend, sizes) with everything else at its default
+    return dict(raw)
 
 
 def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
@@ -153,7 +188,7 @@ def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
         "speculation_length": 0,
     }
     if settings.on_device_sampling:
-        kwargs["on_device_sampling_config"] = {"do_sample": False, "top_k": 1}
+        kwargs["on_device_sampling_config"] = dict(ON_DEVICE_SAMPLING)
     if settings.moe_backend == "nxd":
         kwargs["blockwise_matmul_config"] = {"block_size": 512, "logical_nc_config": settings.lnc}
     return kwargs

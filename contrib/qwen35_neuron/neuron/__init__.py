@@ -55,7 +55,7 @@ _missing = missing_sdk_packages()
 if _missing:
     raise sdk_import_error(_missing)
 
-from .config import Qwen35MoeInferenceConfig, inference_config  # noqa: E402
+from .config import Qwen35MoeInferenceConfig, Qwen35MoeNeuronConfig, inference_config, load_qwen35_config  # noqa: E402
 from .model import NeuronQwen35MoeModel, Qwen35ForCausalLM, Qwen35MoeForCausalLM  # noqa: E402
 
 __all__ = [
@@ -63,6 +63,8 @@ __all__ = [
     "Qwen35ForCausalLM",
     "Qwen35MoeForCausalLM",
     "Qwen35MoeInferenceConfig",
+    "Qwen35MoeNeuronConfig",
     "inference_config",
+    "load_qwen35_config",
     "missing_sdk_packages",
 ]

@@ -18,9 +18,12 @@ from neuronx_distributed_inference.models.config import InferenceConfig, MoENeur
 
 from ..config import TextConfig, load_model_config
 from ..config.neuron_settings import (
+    SERVING_OVERRIDE_KEY,
     TEXT_ATTRIBUTES,
     NeuronSettings,
     neuron_config_kwargs,
+    default_token_buckets,
+    serving_overrides,
     text_attributes,
     text_from_attributes,
 )
@@ -30,6 +33,21 @@ from ..parallel.sharding import check_tp_supported
 logger = logging.getLogger(__name__)
 
 SETTINGS_ATTRIBUTE = "qwen35_settings"
+# composite HF sub-configs a foreign hook leaves on the config (our parser reads their fields flat)
+NESTED_HF_CONFIGS = ("text_config", "vision_config")
+# NxDI modes vLLM-Neuron can ask for that need a paged KV cache and per-chunk state carry; our model keeps each
+# request's KV and DeltaNet state in one contiguous row (seq_ids).
+UNSUPPORTED_SERVING_MODES = {
+    "is_prefix_caching": "prefix caching cannot carry Qwen3.5's DeltaNet state (wrong tokens): serve with "
+                         "--no-enable-prefix-caching",
+    "is_chunked_prefill": "chunked prefill is not supported for Qwen3.5 on NxDI: keep vLLM-Neuron's scheduler "
+                          "(unset DISABLE_NEURON_CUSTOM_SCHEDULER)",
+    "is_block_kv_layout": "a block KV layout is not supported for Qwen3.5 on NxDI: serve with "
+                          "--no-enable-prefix-caching and vLLM-Neuron's scheduler",
+}
+# NxDI keywords our model needs that NxDI's defaults get wrong for it, filled in when a caller (vLLM-Neuron)
+# does not pass them: MoE weights sharded over all TP ranks, an fp32 softmax router.
+NEURON_CONFIG_DEFAULTS = {"moe_ep_degree": 1, "router_config": {"act_fn": "softmax", "dtype": "float32"}}
 
 
 def load_qwen35_config(model_dir: str | os.PathLike) -> Callable[[InferenceConfig], None]:
@@ -47,24 +65,51 @@ def load_qwen35_config(model_dir: str | os.PathLike) -> Callable[[InferenceConfi
     return load_config
 
 
-def _model_dir_of_hook(hook: Callable) -> str | None:
-    """The checkpoint directory a foreign ``load_config`` hook closes over, if any (vLLM-Neuron passes
-    NxDI's ``load_pretrained_config(path)``, which AutoConfig of transformers 4.57 cannot serve)."""
-    for cell in getattr(hook, "__closure__", None) or ():
-        value = cell.cell_contents
-        if isinstance(value, (str, os.PathLike)) and os.path.isfile(os.path.join(os.fspath(value), "config.json")):
-            return os.fspath(value)
-    return None
-
-
 def _our_hook(hook: Callable | None) -> Callable | None:
+    """Our hook as it is; any other one is run first and then completed by our parser.
+
+    vLLM-Neuron passes NxDI's ``load_pretrained_config(path)``: it fills the config from transformers'
+    ``AutoConfig`` (our :mod:`qwen35_neuron.serving.transformers_config` classes under transformers
+    4.57), including ``_name_or_path``, the checkpoint directory. Its nested sub-configs are dropped
+    and the flat attributes come from that directory's config.json through our own parser, exactly
+    as in :func:`load_qwen35_config`.
+    """
     if hook is None or hasattr(hook, "qwen35_model_dir"):
         return hook
-    model_dir = _model_dir_of_hook(hook)
-    if model_dir is None:
-        return hook
-    logger.info("qwen35_neuron: reading %s/config.json with our parser instead of AutoConfig", model_dir)
-    return load_qwen35_config(model_dir)
+
+    def load_config(config: InferenceConfig) -> None:
+        hook(config)
+        model_dir = getattr(config, "_name_or_path", None)
+        if not model_dir or not os.path.isfile(os.path.join(os.fspath(model_dir), "config.json")):
+            raise UnsupportedConfigError(
+                f"the config loader gave checkpoint {model_dir!r}, which is not a local directory with a "
+                "config.json: Qwen3.5 on NxDI reads the checkpoint from disk (pass the model directory)")
+        for nested in NESTED_HF_CONFIGS:
+            config.__dict__.pop(nested, None)
+        load_qwen35_config(model_dir)(config)
+
+    return load_config
+
+
+class Qwen35MoeNeuronConfig(MoENeuronConfig):
+    """NxDI's MoE neuron config, plus our run settings that NxDI has no keyword for.
+
+    vLLM-Neuron builds the neuron config from vLLM's arguments and ``override_neuron_config``; the
+    ``qwen35`` entry of the latter (kernels, MoE form, ...: ``SERVING_OVERRIDE_FIELDS``) is checked
+    and kept here, so it reaches :meth:`Qwen35MoeInferenceConfig.settings` and is saved with the
+    compiled model. Keywords our model needs and NxDI defaults differently get our values when the
+    caller passes none (``moe_tp_degree`` = TP, our token-generation buckets).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        self.qwen35 = serving_overrides(kwargs.pop(SERVING_OVERRIDE_KEY, None))
+        tp_degree = kwargs.get("tp_degree", 1)
+        kwargs.setdefault("moe_tp_degree", tp_degree)
+        kwargs.setdefault("token_generation_buckets",
+                          list(default_token_buckets(kwargs.get("max_length", kwargs.get("seq_len", 128)))))
+        for name, value in NEURON_CONFIG_DEFAULTS.items():
+            kwargs.setdefault(name, value)
+        super().__init__(**kwargs)
 
 
 class Qwen35MoeInferenceConfig(InferenceConfig):
@@ -77,17 +122,25 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
     def get_required_attributes(self) -> list[str]:
         return list(TEXT_ATTRIBUTES)
 
+    def validate_config(self) -> None:
+        """NxDI's checks, then the serving modes our state layout cannot take (one line each, with the fix)."""
+        super().validate_config()
+        nc = self.neuron_config
+        for flag, problem in UNSUPPORTED_SERVING_MODES.items():
+            if getattr(nc, flag, False):
+                raise UnsupportedConfigError(problem)
+
     @classmethod
     def get_neuron_config_cls(cls):
-        return MoENeuronConfig
+        return Qwen35MoeNeuronConfig
 
     def text(self) -> TextConfig:
         return text_from_attributes(self)
 
     def settings(self) -> NeuronSettings:
         """The run settings this config was built with (defaults when built by a foreign caller)."""
-        raw = dict(getattr(self, SETTINGS_ATTRIBUTE, None) or {})
         nc = self.neuron_config
+        raw = {**getattr(nc, SERVING_OVERRIDE_KEY, {}), **(getattr(self, SETTINGS_ATTRIBUTE, None) or {})}
         raw.setdefault("tp_degree", nc.tp_degree)
         raw.setdefault("lnc", nc.logical_nc_config)
         raw.setdefault("batch_size", nc.max_batch_size)
@@ -98,6 +151,7 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
         raw.setdefault("max_length", nc.max_length)
         raw.setdefault("context_buckets", tuple(nc.context_encoding_buckets or [nc.max_context_length]))
         raw.setdefault("token_buckets", tuple(nc.token_generation_buckets or [nc.max_length]))
+        raw.setdefault("save_sharded_checkpoint", getattr(nc, "save_sharded_checkpoint", False))  # NxDI default
         return NeuronSettings(**raw)
 
 
@@ -111,6 +165,6 @@ def inference_config(model_dir: str | os.PathLike, settings: NeuronSettings) -> 
     if settings.max_length > text.max_position_embeddings:
         raise UnsupportedConfigError(f"max_length {settings.max_length} exceeds the model's max_position_embeddings "
                                      f"{text.max_position_embeddings}")
-    neuron_config = MoENeuronConfig(**neuron_config_kwargs(settings))
+    neuron_config = Qwen35MoeNeuronConfig(**neuron_config_kwargs(settings))
     return Qwen35MoeInferenceConfig(neuron_config, load_config=load_qwen35_config(model_dir),
                                     **{SETTINGS_ATTRIBUTE: asdict(settings)})

@@ -1,18 +1,24 @@
-"""vLLM general plugin: make vLLM-Neuron's NxDI route find our Qwen3.5 MoE model class.
+"""vLLM general plugin: make ``vllm serve`` reach our Qwen3.5 MoE model on vLLM-Neuron's NxDI route.
 
-vLLM calls every ``vllm.general_plugins`` entry point in every process it starts (engine, workers,
-API server), possibly more than once, so :func:`register` is idempotent, cheap when the Neuron
-stack is absent, and never raises: a plugin that throws would stop vLLM from starting.
+vLLM calls every ``vllm.general_plugins`` entry point in every process it starts (the API server
+from ``EngineArgs.__post_init__``, before the model config is parsed; the engine core, the workers,
+the registry's inspection subprocess), possibly more than once, so :func:`register` is idempotent,
+cheap, and never raises: a plugin that throws would stop vLLM from starting. Each step runs when
+its library is installed and logs one line:
 
-What it does, when both NxDI and vllm-neuron are installed: it puts a lazy reference to
-``qwen35_neuron.neuron.model:Qwen35MoeForCausalLM`` into NxDI's ``MODEL_TYPES`` table under the key
-the plugin derives from each of our architecture names (see :mod:`.arch_key`). The model module is
-imported only when vLLM-Neuron first uses the class, in the worker that loads the model.
+1. transformers without ``qwen3_5_moe`` (4.57, the NxDI route's pin): our config classes are
+   registered with ``AutoConfig`` (:mod:`.transformers_config`), so vLLM can parse config.json;
+2. vLLM without a Qwen3.5 model of its own (0.16): the architectures go into ``ModelRegistry``
+   as :class:`~.vllm_arch.Qwen35MoeNxdiDeclaration` and into ``MODELS_CONFIG_MAP`` (prefix caching
+   off), so vLLM's ``ModelConfig`` accepts them;
+3. NxDI and vllm-neuron installed: a lazy reference to
+   ``qwen35_neuron.neuron.model:Qwen35MoeForCausalLM`` goes into NxDI's ``MODEL_TYPES`` table under
+   the key the plugin derives from each architecture name (see :mod:`.arch_key`). The model module
+   is imported only when vLLM-Neuron first uses the class, in the worker that loads the model.
 
-It does not add our architectures to vllm-neuron's ``NEURON_MULTI_MODAL_MODELS`` by default: at
-the pinned release that list also switches the model runner to ``execute_model()``, which the
-generic text wrapper the plugin builds for us does not have, so serving would fail on the first
-step. See ``docs/nxdi-api-notes.md`` (vLLM section) for what users pass instead.
+It does not add our architectures to vllm-neuron's ``NEURON_MULTI_MODAL_MODELS``: at the pinned
+release that list also switches the model runner to ``execute_model()``, which the generic text
+wrapper the plugin builds for us does not have, so serving would fail on the first step.
 """
 
 from __future__ import annotations
@@ -133,15 +139,57 @@ def register_into(
 
 
 def register() -> None:
-    """Entry point for ``vllm.general_plugins``; logs one line and never raises."""
-    try:
-        level, message = _register_with_installed_stack()
-    except Exception as err:  # noqa: BLE001 - a plugin must not stop vLLM from starting
-        level, message = logging.WARNING, f"qwen35_neuron: vLLM-Neuron registration skipped after an error: {err}"
-    logger.log(level, message)
+    """Entry point for ``vllm.general_plugins``: each step logs one line and none raises."""
+    for step in (_register_transformers_config, _register_vllm_architectures, _register_with_installed_stack):
+        try:
+            level, message = step()
+        except Exception as err:  # noqa: BLE001 - a plugin must not stop vLLM from starting
+            level, message = logging.WARNING, f"qwen35_neuron: {step.__doc__} skipped after an error: {err}"
+        if message:
+            logger.log(level, message)
+
+
+def _register_transformers_config() -> tuple[int, str]:
+    """config registration with transformers"""
+    from .transformers_config import COMPOSITE_MODEL_TYPE, register_transformers_config
+
+    if register_transformers_config():
+        return logging.INFO, f"qwen35_neuron: registered model_type {COMPOSITE_MODEL_TYPE!r} with transformers' AutoConfig"
+    return logging.DEBUG, ""
+
+
+def _register_vllm_architectures() -> tuple[int, str]:
+    """architecture registration with vLLM"""
+    if not _module_available("vllm"):
+        return logging.DEBUG, ""
+    from vllm.model_executor.models import ModelRegistry
+    from vllm.model_executor.models.config import MODELS_CONFIG_MAP
+
+    from .vllm_arch import Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate
+
+    added = register_vllm_architectures(ModelRegistry, MODELS_CONFIG_MAP, Qwen35MoeNxdiDeclaration,
+                                        Qwen35MoeVllmConfigUpdate)
+    if not added:
+        return logging.DEBUG, ""
+    return logging.INFO, f"qwen35_neuron: registered {', '.join(added)} with vLLM's ModelRegistry (served by vllm-neuron)"
+
+
+def register_vllm_architectures(registry: Any, config_map: MutableMapping[str, Any], declaration: type,
+                                config_update: type, architectures: tuple[str, ...] = ARCHITECTURES) -> list[str]:
+    """Add each architecture vLLM has no model for; leave vLLM's own (newer releases) and ours alone."""
+    added = []
+    for architecture in architectures:
+        entry = registry.models.get(architecture)
+        if entry is not None:  # vLLM's own Qwen3.5, or ours from an earlier call
+            continue
+        registry.register_model(architecture, declaration)
+        config_map[architecture] = config_update
+        added.append(architecture)
+    return added
 
 
 def _register_with_installed_stack() -> tuple[int, str]:
+    """registration with vLLM-Neuron's NxDI route"""
     missing = [name for name in ("neuronx_distributed_inference", "vllm_neuron") if not _module_available(name)]
     if missing:
         return logging.WARNING, (f"qwen35_neuron: not registering Qwen3.5 with vLLM-Neuron: "
