@@ -26,6 +26,7 @@ from ..runtime.benchmark import PhaseTimer
 from ..runtime.loading import load_engine
 from ..runtime.sampling import SamplingParams
 from ..runtime.session import GenerationResult, check_prompt, generate
+from ..runtime.speculative import check_num_drafts, generate_speculative, load_speculative_engine
 from ..vision.preprocess import load_image_processor_config
 from ..vl import VLRequest, assign_images_in_order, count_placeholders, generate_vl, load_vl_session
 from . import neuron_app
@@ -51,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help='print {"tokens": [[...], ...]} (stdout holds only this)')
+    parser.add_argument("--json", action="store_true", help='print {"tokens": [[...], ...]} (stdout holds only this; '
+                                                            'with --speculate also "speculative": acceptance)')
+    parser.add_argument("--speculate", choices=["mtp"], default=None,
+                        help="speculative decoding (CPU): the checkpoint's MTP head drafts, one verify step checks "
+                             "(greedy; output equal to plain decoding)")
+    parser.add_argument("--num-speculative-tokens", type=int, default=None,
+                        help="drafts per verify step with --speculate mtp, 1..3 (default 2)")
     parser.add_argument("--image", action="append", default=[],
                         help="image file for the next image placeholder (image_token_id in --input-ids, "
                              "<|image_pad|> in --prompt, an image part with --chat); repeat, in order")
@@ -76,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     progress = Progress.from_args(args)
     if args.compiled:
+        if args.speculate or args.num_speculative_tokens is not None:
+            raise InputError("--speculate runs on the CPU runtime (--model DIR); on Trainium2 use "
+                             "qwen35_neuron.neuron.speculation")
         return _run_on_neuron(args, progress)
     config = load_model_config(args.model)
     _check_images_fit(args, config)
@@ -85,8 +95,21 @@ def run(args: argparse.Namespace) -> int:
     eos = () if args.no_eos else None
     sampling = SamplingParams(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k,
                               top_p=args.top_p, seed=args.seed)
-    if args.image or _has_placeholders(config, prompts):
+    has_images = bool(args.image) or _has_placeholders(config, prompts)
+    speculative = _speculative_tokens(args, has_images)
+    if has_images:
         result = _generate_with_images(args, config, run_config, prompts, sampling, eos, progress)
+    elif speculative:
+        for prompt in prompts:
+            check_prompt(prompt, config.text, run_config, args.max_new_tokens)
+        with progress.stage(f"loading {args.model} with its MTP head ({run_config.backend.value})"):
+            _, spec = load_speculative_engine(args.model, run_config)
+        with progress.stage(f"generating up to {args.max_new_tokens} tokens, {speculative} drafts per verify step"):
+            result = generate_speculative(spec, prompts, args.max_new_tokens, speculative, eos_token_ids=eos)
+        _print_result(args, result.tokens, tokenizer, {"speculative": result.acceptance.as_dict()})
+        if not args.json:
+            print(_acceptance_line(result.acceptance))
+        return 0
     else:
         for prompt in prompts:  # fail before loading, not after
             check_prompt(prompt, config.text, run_config, args.max_new_tokens)
@@ -110,10 +133,31 @@ def _print_result(args: argparse.Namespace, tokens: list[list[int]], tokenizer, 
     replies = decode_replies(tokenizer, tokens) if tokenizer is not None else [None] * len(tokens)
     for i, (row, reply) in enumerate(zip(tokens, replies)):
         print(f"[{i}] {row}" + (f"  {reply!r}" if reply is not None else ""))
-    if extra:
+    if extra and "timing" in extra:
         print("timing:", {k: round(v, 4) for k, v in extra["timing"].items() if v is not None})
         if "equal_to_cpu" in extra:
             print("equal to the CPU runtime:", extra["equal_to_cpu"])
+
+
+def _speculative_tokens(args: argparse.Namespace, has_images: bool) -> int:
+    """Drafts per verify step (0: plain decoding), after checking the flags that go with --speculate."""
+    if args.speculate is None:
+        if args.num_speculative_tokens is not None:
+            raise InputError("--num-speculative-tokens needs --speculate mtp")
+        return 0
+    if args.do_sample:
+        raise InputError("--speculate mtp is greedy (its output equals plain greedy decoding): drop --do-sample")
+    if has_images:
+        raise InputError("--speculate mtp runs text prompts only: drop --image (and image placeholders)")
+    count = 2 if args.num_speculative_tokens is None else args.num_speculative_tokens
+    check_num_drafts(count)
+    return count
+
+
+def _acceptance_line(stats) -> str:
+    rates = ", ".join("-" if r is None else f"{r:.0%}" for r in stats.rate_by_depth)
+    return (f"speculative (mtp, K={stats.num_drafts}): {stats.tokens_per_step:.2f} tokens per verify step; "
+            f"acceptance by depth {rates}")
 
 
 def _check_images_fit(args: argparse.Namespace, config: ModelConfig) -> None:

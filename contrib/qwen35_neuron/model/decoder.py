@@ -19,9 +19,10 @@ from .step import StepInputs
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: TextConfig, layer: int, provider: ParallelProvider, *, moe_impl: str,
-                 chunk_size: int, moe_block_size: int = 128) -> None:
+                 chunk_size: int, moe_block_size: int = 128, layer_type: str | None = None) -> None:
+        """``layer_type`` overrides ``config.layer_types[layer]`` (the MTP head's layers are full attention)."""
         super().__init__()
-        self.is_linear = config.layer_types[layer] == LINEAR_ATTENTION
+        self.is_linear = (layer_type or config.layer_types[layer]) == LINEAR_ATTENTION
         if self.is_linear:
             self.linear_attn = GatedDeltaNet(config, provider, chunk_size)
         else:
@@ -33,7 +34,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, hidden: torch.Tensor, step: StepInputs, rotary: tuple[torch.Tensor, torch.Tensor],
                 states: tuple[torch.Tensor, torch.Tensor], ops: ModelOps):
-        """states: (conv, recurrent) for DeltaNet layers, (k_cache, v_cache) for attention layers."""
+        """states: (conv, recurrent) for DeltaNet layers, (k_cache, v_cache) for attention layers. In a
+        speculative step a DeltaNet layer returns its states after every slot ([B, S, ...] each)."""
         normed = self.input_layernorm(hidden)
         if self.is_linear:
             mixed, *new_states = self.linear_attn(normed, step, *states, ops)

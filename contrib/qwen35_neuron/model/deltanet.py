@@ -3,6 +3,11 @@
 State in -> state out: ``conv_state`` [B, C, K-1] and ``recurrent_state`` [B, Hv, Dk, Dv] (fp32).
 Padding never changes state: pad slots get g = 0 and beta = 0 and are left out of the conv state.
 A row with no earlier context (cache_start 0) starts from zero state.
+
+Decode (one slot) and speculative verify (K+1 slots) walk the slots through the same decode op, so
+slot t of a verify step computes exactly what a plain decode step at that token would; a verify
+step returns the states after every slot ([B, S, C, K-1] conv windows, [B, S, Hv, Dk, Dv]
+recurrent) for the caller to commit at each row's accepted length.
 """
 
 from __future__ import annotations
@@ -66,8 +71,8 @@ class GatedDeltaNet(nn.Module):
         valid = step.valid[..., None].to(x.dtype)
         x = x * valid  # pad slots contribute nothing
         keep = step.continuing.to(conv_state.dtype)[:, None, None]
-        mixed, conv_state = ops.causal_conv(self.in_proj_qkv(x), conv_state * keep,
-                                            self.conv1d.weight[:, 0, :], step.valid_len)
+        qkv, conv_state = self.in_proj_qkv(x), conv_state * keep
+        mixed, new_conv = ops.causal_conv(qkv, conv_state, self.conv1d.weight[:, 0, :], step.valid_len)
         q, k, v = torch.split(mixed, self.sections, dim=-1)
         q = q.reshape(batch, length, self.num_k_heads, self.head_k_dim)
         k = k.reshape(batch, length, self.num_k_heads, self.head_k_dim)
@@ -75,16 +80,46 @@ class GatedDeltaNet(nn.Module):
         state = recurrent_state * keep.to(recurrent_state.dtype)[..., None]
         z = self.in_proj_z(x).reshape(batch, length, self.num_v_heads, self.head_v_dim)
         b, a = self.in_proj_b(x), self.in_proj_a(x)
-        if length == 1 and ops.gdr_decode_gated is not None:  # static: gates + norm folded in one op
-            out, new_state = ops.gdr_decode_gated(q, k, v, a, b, self.A_log, self.dt_bias, z, self.norm.weight,
-                                                  state, self.norm.eps)
-            new_state = torch.where(step.valid[:, 0, None, None, None], new_state, state)  # idle rows keep theirs
-            return self.out_proj(out.reshape(batch, length, -1)), conv_state, new_state.to(recurrent_state.dtype)
+        if length == 1 or step.speculative:  # static: decode graphs, and verify graphs of K+1 slots
+            out, states = self._decode_slots(q, k, v, a, b, z, state, step.valid, ops)
+            out = self.out_proj(out.reshape(batch, length, -1))
+            if step.speculative:
+                return out, conv_windows(conv_state, qkv), states.to(recurrent_state.dtype)
+            return out, new_conv, states[:, -1].to(recurrent_state.dtype)
+        beta, g = self._gates(a, b, valid)
+        out, state = ops.gdr_prefill(q, k, v, g, beta, state, self.chunk_size)
+        out = self.norm(out.to(x.dtype), z).reshape(batch, length, -1)
+        return self.out_proj(out), new_conv, state.to(recurrent_state.dtype)
+
+    def _gates(self, a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(beta, g) in fp32, zero at pad slots (which then leave the state alone)."""
         beta = torch.sigmoid(b.float()) * valid.float()
         g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float()) * valid.float()
-        if length == 1:  # static: decode graphs have one slot per row
-            out, state = ops.gdr_decode(q, k, v, g, beta, state)
-        else:
-            out, state = ops.gdr_prefill(q, k, v, g, beta, state, self.chunk_size)
-        out = self.norm(out.to(x.dtype), z).reshape(batch, length, -1)
-        return self.out_proj(out), conv_state, state.to(recurrent_state.dtype)
+        return beta, g
+
+    def _decode_slots(self, q, k, v, a, b, z, state: torch.Tensor, valid: torch.Tensor,
+                      ops: ModelOps) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot by slot through the decode op (static: S is a shape). Returns (gated-normed outputs
+        [B, S, Hv, Dv], fp32 state after each slot [B, S, Hv, Dk, Dv]); a pad slot keeps the state."""
+        outs, states = [], []
+        for t in range(q.shape[1]):
+            slot = slice(t, t + 1)
+            if ops.gdr_decode_gated is not None:  # gates + norm folded in one op (gdn_tkg's boundary)
+                out, new = ops.gdr_decode_gated(q[:, slot], k[:, slot], v[:, slot], a[:, slot], b[:, slot], self.A_log,
+                                                self.dt_bias, z[:, slot], self.norm.weight, state, self.norm.eps)
+            else:
+                beta, g = self._gates(a[:, slot], b[:, slot], valid[:, slot, None].to(v.dtype))
+                out, new = ops.gdr_decode(q[:, slot], k[:, slot], v[:, slot], g, beta, state)
+                out = self.norm(out.to(v.dtype), z[:, slot])
+            state = torch.where(valid[:, t, None, None, None], new, state)  # idle rows keep theirs
+            outs.append(out)
+            states.append(state)
+        return torch.cat(outs, dim=1), torch.stack(states, dim=1)
+
+
+def conv_windows(conv_state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Conv state after each slot of x [B, S, C] ([B, S, C, K-1]): the last K-1 inputs ending there, the
+    same window :func:`~.causal_conv.causal_conv1d` keeps at a row's real length (a pure copy)."""
+    history = torch.cat([conv_state.to(x.dtype), x.transpose(1, 2)], dim=-1)  # [B, C, K-1+S]
+    windows = history.unfold(-1, conv_state.shape[-1], 1)[:, :, 1:]  # [B, C, S, K-1]
+    return windows.permute(0, 2, 1, 3).to(conv_state.dtype)

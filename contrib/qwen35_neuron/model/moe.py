@@ -24,7 +24,9 @@ from ..parallel.providers import ParallelProvider, local_size
 
 
 class Router(nn.Module):
-    """weight [E, H]; returns (top-k weights renormalised to sum 1, top-k expert ids)."""
+    """weight [E, H]; returns (top-k weights renormalised to sum 1, top-k expert ids). The logits are
+    computed in fp32 whatever the run dtype: a bf16 near-tie between experts could otherwise pick
+    different experts in a K+1-token verify step than in plain one-token decoding."""
 
     def __init__(self, num_experts: int, hidden: int, top_k: int) -> None:
         super().__init__()
@@ -32,7 +34,7 @@ class Router(nn.Module):
         self.top_k = top_k
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = F.linear(x, self.weight).float().softmax(dim=-1)
+        probs = F.linear(x.float(), self.weight.float()).softmax(dim=-1)
         weights, ids = probs.topk(self.top_k, dim=-1)
         return weights / weights.sum(dim=-1, keepdim=True), ids
 

@@ -61,3 +61,11 @@ def state_specs(text: TextConfig, batch_size: int, max_seq_len: int, dtype: torc
 
 def zero_states(specs: list[StateSpec], device: torch.device | str = "cpu") -> list[torch.Tensor]:
     return [torch.zeros(spec.shape, dtype=spec.dtype, device=device) for spec in specs]
+
+
+def mtp_state_specs(text: TextConfig, batch_size: int, max_seq_len: int, dtype: torch.dtype,
+                    tp_degree: int = 1, rank: int = 0) -> list[StateSpec]:
+    """Per-rank K/V buffers of the MTP head's one full-attention layer (``mtp.layers.0.*``)."""
+    kv_heads = head_shard(text.num_key_value_heads, tp_degree, rank, "num_key_value_heads").count
+    shape = (batch_size, kv_heads, max_seq_len, text.head_dim)
+    return [StateSpec(f"mtp.layers.0.{name}", 0, shape, dtype) for name in ("k_cache", "v_cache")]

@@ -4,6 +4,10 @@ A call processes S token slots per row. Row b's real tokens are the first ``vali
 (right padding); they sit at cache positions ``cache_start[b] + i``. Rotary positions are separate
 (multimodal RoPE moves them, never the cache index). ``valid_len`` 0 marks a row that takes no part
 in this call: its state must come out unchanged.
+
+A speculative verify call (``speculative``, static) keeps every DeltaNet layer's state after each
+slot instead of after the last real one, so the caller can commit each row at the length its
+drafts were accepted to (see :mod:`.speculative`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ class StepInputs:
     # cache slots attention reads (static): a token-generation bucket, None = the whole cache. The
     # caller promises every real slot's position is below it.
     attended: int | None = None
+    speculative: bool = False  # static: DeltaNet layers return their state after every slot
 
     @classmethod
     def build(cls, cache_start: torch.Tensor, valid_len: torch.Tensor, length: int,
-              attended: int | None = None) -> "StepInputs":
+              attended: int | None = None, speculative: bool = False) -> "StepInputs":
         slots = torch.arange(length, device=cache_start.device)
         return cls(
             cache_start=cache_start,
@@ -37,6 +42,7 @@ class StepInputs:
             # a row with no tokens in this call keeps its state whatever its position says
             continuing=(cache_start > 0) | (valid_len == 0),
             attended=attended,
+            speculative=speculative,
         )
 
     @property

@@ -137,7 +137,7 @@ SPLITS: dict[str, _Split] = {
     "mlp.down_proj.weight": _evenly(1),
     "lm_head.weight": _evenly(0),
 }
-_LAYER_KEY = re.compile(r"^layers\.\d+\.(.+)$")
+_LAYER_KEY = re.compile(r"^(?:mtp\.)?layers\.\d+\.(.+)$")  # decoder and MTP layers split alike
 
 
 def split_of(name: str) -> _Split | None:

@@ -77,12 +77,15 @@ class TextEngine:
         """Run one CTE or TKG call on rows ``seq_ids`` (None: all rows); returns rank 0's logits."""
         if inputs_embeds is not None:
             inputs_embeds = inputs_embeds.to(self.run.torch_dtype)
+        return self.run_ranks(lambda model, states: model(input_ids, rotary_positions, cache_start, valid_len,
+                                                          seq_ids, states, inputs_embeds=inputs_embeds,
+                                                          all_logits=all_logits))
 
-        def run_rank(rank: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-            return self.models[rank](input_ids, rotary_positions, cache_start, valid_len, seq_ids,
-                                     self.states[rank], inputs_embeds=inputs_embeds, all_logits=all_logits)
-
-        results = _run_ranks(run_rank, len(self.models), self.group)
+    @torch.no_grad()
+    def run_ranks(self, call: Callable[[Qwen35TextModel, list[torch.Tensor]], tuple]) -> object:
+        """``call(rank model, rank states) -> (output, new states)`` on every rank; the states are replaced
+        only after every rank succeeded. Returns rank 0's output."""
+        results = _run_ranks(lambda rank: call(self.models[rank], self.states[rank]), len(self.models), self.group)
         self.states = [new_states for _, new_states in results]
         return results[0][0]
 
