@@ -57,6 +57,9 @@ class NeuronSettings:
     output_logits: bool = False
     save_sharded_checkpoint: bool = True  # shard once at compile time instead of at every load
     compiler_args: str | None = None  # None: NxDI's per-graph defaults (they include --lnc)
+    # MTP speculative decoding: K drafts per verify graph of K+1 slots (0: plain token generation).
+    # The CTE graph then also returns the first K drafts, and the MTP head's K/V join the state buffers.
+    num_speculative_tokens: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "context_buckets", tuple(sorted(int(b) for b in self.context_buckets)))
@@ -93,6 +96,12 @@ class NeuronSettings:
         if self.output_logits and not self.on_device_sampling:
             raise UnsupportedConfigError("output_logits adds the logits beside on-device sampled tokens: it needs "
                                          "on_device_sampling=True (without it the logits are the output already)")
+        if not 0 <= self.num_speculative_tokens <= 3:
+            raise UnsupportedConfigError(f"num_speculative_tokens must be in 0..3, got {self.num_speculative_tokens}")
+        if self.num_speculative_tokens and self.num_speculative_tokens + 1 in self.context_buckets:
+            raise UnsupportedConfigError(
+                f"context bucket {self.num_speculative_tokens + 1} equals the verify graph's length (NxDI routes a "
+                "call by its length): drop that bucket or change num_speculative_tokens")
         if self.deltanet_kernel == "nkilib" and any(b % NKILIB_GDN_CHUNK for b in self.context_buckets):
             raise UnsupportedConfigError(f"deltanet_kernel 'nkilib' needs context buckets that are multiples of "
                                          f"{NKILIB_GDN_CHUNK}, got {self.context_buckets}")
@@ -185,7 +194,8 @@ def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
         "router_config": {"act_fn": "softmax", "dtype": "float32"},
         "fused_qkv": False,
         "sequence_parallel_enabled": False,
-        "speculation_length": 0,
+        # >0: NxDI builds a verify graph of K+1 slots (its "speculation model") instead of the 1-token one
+        "speculation_length": settings.num_speculative_tokens + 1 if settings.num_speculative_tokens else 0,
     }
     if settings.on_device_sampling:
         kwargs["on_device_sampling_config"] = dict(ON_DEVICE_SAMPLING)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from .mtp import MtpDrafter
 from .text_model import Qwen35TextModel
 
 
@@ -79,3 +80,50 @@ def nxdi_text_step(model: Qwen35TextModel, input_ids: torch.Tensor, attention_ma
         inputs_embeds, rotary = vl_step_inputs(model, input_ids, rotary, vl_inputs)
     return model(input_ids, rotary, cache_start, valid_len, graph_rows(seq_ids, states[0].shape[0]), states,
                  inputs_embeds=inputs_embeds, attended=attended_slots(input_ids, attention_mask))
+
+
+def verify_step_from_nxdi(attention_mask: torch.Tensor, position_ids: torch.Tensor, width: int,
+                          capacity: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cache_start, valid_len, rotary [3, B, K+1]) of a speculative verify call: slot 0 at
+    ``position_ids[:, 0]``; in a row whose mask has a one, every slot that fits the cache is real (the
+    host sends the drafts that fit); an all-zero row is idle and keeps its state."""
+    cache_start = position_ids[:, 0].to(torch.long)
+    active = (attention_mask.to(torch.long).sum(dim=1) > 0).to(torch.long)
+    valid_len = torch.clamp(capacity - cache_start, min=0, max=width) * active
+    rotary = (cache_start[:, None] + torch.arange(width, device=position_ids.device))[None].expand(3, -1, -1)
+    return cache_start, valid_len, rotary
+
+
+def nxdi_speculative_step(model: Qwen35TextModel, drafter: MtpDrafter, num_drafts: int, input_ids: torch.Tensor,
+                          attention_mask: torch.Tensor, position_ids: torch.Tensor, seq_ids: torch.Tensor,
+                          states: list[torch.Tensor], mtp_states: list[torch.Tensor]
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The graphs of MTP speculative decoding (greedy, text), told apart by length as NxDI routes them:
+    the verify graph (K+1 slots: a row's last token, then its K drafts) and context encoding (a bucket).
+
+    Returns (int32 tokens per row, then every new state buffer, the MTP head's K/V last). Tokens:
+    CTE [first token, K drafts]; verify [K+1 greedy tokens, commit, K drafts] - the row's new tokens are
+    its first ``commit`` greedy ones, and its DeltaNet state is already committed there.
+    """
+    rows = graph_rows(seq_ids, states[0].shape[0])
+    width = num_drafts + 1
+    capacity = mtp_states[0].shape[2]
+    if input_ids.shape[1] == width:  # static: the verify graph
+        cache_start, valid_len, rotary = verify_step_from_nxdi(attention_mask, position_ids, width, capacity)
+        logits, hidden, commit, new_states = model.speculative_step(input_ids, rotary, cache_start, valid_len, rows,
+                                                                    states)
+        greedy = logits.argmax(dim=-1)
+        drafts, new_mtp = drafter(greedy, hidden, cache_start, commit, torch.zeros_like(commit), rows, mtp_states,
+                                  num_drafts)
+        packed = torch.cat([greedy, commit[:, None], drafts], dim=1)
+    else:
+        cache_start, valid_len, rotary = step_from_nxdi(input_ids, attention_mask, position_ids)
+        logits, new_states, hidden = model(input_ids, rotary, cache_start, valid_len, rows, states, return_hidden=True)
+        first = logits.argmax(dim=-1)
+        slots = torch.arange(input_ids.shape[1], device=input_ids.device)
+        following = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1).to(torch.long)  # y_i = token i+1 ...
+        following = torch.where(slots[None, :] == (valid_len - 1)[:, None], first[:, None], following)  # ... then
+        drafts, new_mtp = drafter(following, hidden, cache_start, valid_len, torch.zeros_like(valid_len), rows,
+                                  mtp_states, num_drafts)
+        packed = torch.cat([first[:, None], drafts], dim=1)
+    return packed.to(torch.int32), list(new_states) + list(new_mtp)

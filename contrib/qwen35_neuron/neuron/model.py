@@ -24,6 +24,7 @@ against the pinned SDK's names with the manifest check.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
@@ -40,7 +41,8 @@ from neuronx_distributed_inference.modules.generation.sampling import create_sam
 
 from ..checkpoint.loader import iter_text_tensors
 from ..errors import Qwen35Error
-from ..model.nxdi_step import nxdi_text_step, step_from_nxdi  # noqa: F401 (step_from_nxdi: re-exported)
+from ..model.mtp import MtpDrafter, MtpHead
+from ..model.nxdi_step import nxdi_speculative_step, nxdi_text_step, step_from_nxdi  # noqa: F401 (re-exported)
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
@@ -74,8 +76,10 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
 
     def init_model(self, config: Qwen35MoeInferenceConfig) -> None:
         text, settings = config.text(), config.settings()
+        self.num_drafts = settings.num_speculative_tokens
+        # speculation picks tokens in the graph (greedy acceptance, MTP drafts): it needs the whole vocabulary
         provider = NxdProvider(settings.tp_degree, config.neuron_config.torch_dtype,
-                               gather_logits=not self.on_device_sampling)
+                               gather_logits=not self.on_device_sampling or self.num_drafts > 0)
         core = Qwen35TextModel(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
                                moe_block_size=settings.moe_block_size,
                                ops=neuron_ops(settings, text))
@@ -89,6 +93,10 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         self.rotary = core.rotary
         self._text_model = [core]  # a list keeps it out of the module tree: no second set of names
         self.text = text
+        if self.num_drafts:  # the MTP head under its checkpoint names (mtp.*), drafting with the shared modules
+            self.mtp = MtpHead(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
+                               moe_block_size=settings.moe_block_size)
+            self._drafter = [MtpDrafter(self.mtp, core.embed_tokens, core.lm_head, core.rotary, core.ops)]
         self.marked_parameters = mark_tp_parameters(self, settings.tp_degree)
 
     def init_inference_optimization(self, config: Qwen35MoeInferenceConfig) -> None:
@@ -97,7 +105,7 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
             self.sampler = create_sampler(nc, lm_head_tp_degree=nc.tp_degree)
         self.kv_mgr = None  # NxDI's get() then aliases self.past_key_values, one buffer per state
         self.state_layout = state_buffers(self.text, nc.kv_cache_batch_size, nc.max_length, nc.torch_dtype,
-                                          nc.tp_degree)
+                                          nc.tp_degree, mtp=self.num_drafts > 0)
         self.past_key_values = nn.ParameterList(
             nn.Parameter(torch.zeros(buf.shape, dtype=buf.dtype), requires_grad=False) for buf in self.state_layout)
 
@@ -113,7 +121,15 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
     def forward(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden=None,
                 adapter_ids=None, *vl_inputs):
         """NxDI's seven standard inputs, then the VL inputs (``vl_inputs.CTE_VL_INPUTS`` or
-        ``TKG_VL_INPUTS``; none: text) -> [tokens or logits [B, 1, V], (logits), *new state buffers]."""
+        ``TKG_VL_INPUTS``; none: text) -> [tokens or logits [B, 1, V], (logits), *new state buffers].
+        Compiled for speculation (``num_speculative_tokens`` K > 0): the CTE and verify graphs of
+        :func:`~qwen35_neuron.model.nxdi_step.nxdi_speculative_step` (greedy, text; output 0 packs tokens)."""
+        if self.num_drafts:
+            states = list(self.past_key_values)
+            packed, new_states = nxdi_speculative_step(self._text_model[0], self._drafter[0], self.num_drafts,
+                                                       input_ids, attention_mask, position_ids, seq_ids,
+                                                       states[:-2], states[-2:])
+            return [packed] + new_states
         if vl_inputs:
             self.check_vl_inputs(input_ids, vl_inputs)
         logits, new_states = nxdi_text_step(self._text_model[0], input_ids, attention_mask, position_ids, seq_ids,
@@ -229,6 +245,12 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
             raise Qwen35Error(f"{model_dir} is not a checkpoint directory: pass the Hugging Face model directory")
         text, settings = config.text(), config.settings()
         tensors = iter_text_tensors(model_dir, text, dtype=config.neuron_config.torch_dtype)
+        if settings.num_speculative_tokens:  # the MTP head too (checked: exactly one MTP layer)
+            from ..runtime.speculative import checked_mtp_state
+
+            mtp = checked_mtp_state(model_dir, text)
+            tensors = itertools.chain(tensors, (("mtp." + k, t.to(config.neuron_config.torch_dtype))
+                                                for k, t in mtp.items()))
         return tie_lm_head(dict(neuron_checkpoint(tensors, text, settings.tp_degree, settings.moe_backend)))
 
     @staticmethod

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import torch
 
 from ..config import TextConfig
-from ..model.state import StateSpec, state_specs
+from ..model.state import StateSpec, mtp_state_specs, state_specs
 from .conversion import convert_text_tensor
 from .sharding import check_tp_supported
 
@@ -95,9 +95,12 @@ class StateBuffer(StateSpec):
 
 
 def state_buffers(text: TextConfig, batch_size: int, max_length: int, dtype: torch.dtype,
-                  tp_degree: int) -> list[StateBuffer]:
+                  tp_degree: int, mtp: bool = False) -> list[StateBuffer]:
     """The hybrid cache of one rank: KV only for attention layers, conv + recurrent state only for
-    DeltaNet layers, recurrent state fp32. Identical for every rank and every graph (CTE, TKG)."""
+    DeltaNet layers, recurrent state fp32; with ``mtp`` (speculative decoding) the MTP head's K/V
+    last. Identical for every rank and every graph (CTE, TKG, verify)."""
     check_tp_supported(text, tp_degree)
-    return [StateBuffer(spec.name, spec.layer, spec.shape, spec.dtype, index=i)
-            for i, spec in enumerate(state_specs(text, batch_size, max_length, dtype, tp_degree, rank=0))]
+    specs = state_specs(text, batch_size, max_length, dtype, tp_degree, rank=0)
+    if mtp:
+        specs += mtp_state_specs(text, batch_size, max_length, dtype, tp_degree, rank=0)
+    return [StateBuffer(spec.name, spec.layer, spec.shape, spec.dtype, index=i) for i, spec in enumerate(specs)]

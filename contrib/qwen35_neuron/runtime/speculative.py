@@ -263,17 +263,25 @@ def generate_speculative(spec: SpeculativeEngine, prompts: list[list[int]], max_
     pending = [([token], [session.last_logits[row]]) for row, token in enumerate(first)]
     while True:
         for row, (tokens, logits) in enumerate(pending):
-            for token, token_logits in zip(tokens, logits):
-                if not session.rows[row].active:
-                    break
-                result.logits[row].append(token_logits)
-                if token in eos:
-                    session.finish(row)
-                    break
-                result.tokens[row].append(token)
-                if len(result.tokens[row]) >= max_new_tokens:
-                    session.finish(row)
+            if session.rows[row].active and not emit(result.tokens[row], tokens, eos, max_new_tokens,
+                                                     result.logits[row], logits):
+                session.finish(row)
         if not any(session.rows[row].active for row in range(count)):
             return result
         step_tokens = session.step()
         pending = [(step_tokens[row], list(session.last_logits[row, : len(step_tokens[row])])) for row in range(count)]
+
+
+def emit(out: list[int], tokens: list[int], eos: set[int], max_new_tokens: int, out_logits: list | None = None,
+         logits: list | None = None) -> bool:
+    """Append a step's new tokens to a row's output as plain decoding would emit them one by one: stop at
+    EOS (excluded) or at ``max_new_tokens``. Returns whether the row goes on."""
+    for i, token in enumerate(tokens):
+        if out_logits is not None:
+            out_logits.append(logits[i])
+        if token in eos:
+            return False
+        out.append(token)
+        if len(out) >= max_new_tokens:
+            return False
+    return True
