@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from qwen35_neuron.cli.options import POSITIVE, CliParser, run_guarded
 from qwen35_neuron.config import RunConfig
 from qwen35_neuron.runtime.loading import load_engine
 from qwen35_neuron.runtime.session import generate
@@ -35,16 +36,19 @@ def _best_of(repeats: int, fn) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N runs for each side")
+def main(argv: list[str] | None = None) -> int:
+    parser = CliParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=POSITIVE, default=64)
+    parser.add_argument("--prompt-len", type=POSITIVE, default=32)
+    parser.add_argument("--batch", type=POSITIVE, default=1)
+    parser.add_argument("--repeats", type=POSITIVE, default=3, help="best of N runs for each side")
     parser.add_argument("--moe", choices=["eager", "static"], default="eager")
-    parser.add_argument("--hf-experts", default="eager",
-                        help="transformers' experts_implementation for its side (eager or grouped_mm)")
-    args = parser.parse_args()
+    parser.add_argument("--hf-experts", choices=["eager", "grouped_mm"], default="eager",
+                        help="transformers' experts_implementation for its side")
+    return run_guarded(lambda: run(parser.parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> int:
     quiet_transformers()
     torch.manual_seed(0)
     prompts = [torch.randint(0, SMALL["vocab_size"] - 8, (args.prompt_len,)).tolist() for _ in range(args.batch)]
@@ -73,7 +77,8 @@ def main() -> None:
     print(f"ours:         {tokens / t_ours:8.1f} tok/s  ({t_ours:.3f} s)")
     print(f"transformers: {tokens / t_hf:8.1f} tok/s  ({t_hf:.3f} s)")
     print(f"ratio ours / transformers: {t_hf / t_ours:.2f}x  (CPU, measured in this run)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -16,10 +16,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from qwen35_neuron.cli.options import POSITIVE, CliParser, run_guarded
 from qwen35_neuron.config import RunConfig, load_model_config
 from qwen35_neuron.errors import Qwen35Error
 from qwen35_neuron.vision.compiled import bucket_file_name, buckets_for_images, buckets_for_pixel_limit
@@ -38,19 +38,19 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CliParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="Hugging Face checkpoint directory (config.json + safetensors)")
     parser.add_argument("out_dir", help="where the compiled buckets and the manifest go")
     choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--buckets", type=int, nargs="+", metavar="PATCHES",
+    choice.add_argument("--buckets", type=POSITIVE, nargs="+", metavar="PATCHES",
                         help="patch counts to compile, multiples of spatial_merge_size**2 "
                              f"(default {' '.join(map(str, RunConfig().vision_buckets))})")
     choice.add_argument("--image-size", type=_image_size, action="append", metavar="HxW",
                         help="size an image will have, in pixels (repeatable): one bucket per distinct patch count")
-    choice.add_argument("--max-pixels", type=int, help="largest image, in pixels: a ladder of --count buckets")
-    parser.add_argument("--count", type=int, default=3, help="buckets in the --max-pixels ladder (default 3)")
-    parser.add_argument("--align", type=int, default=None,
+    choice.add_argument("--max-pixels", type=POSITIVE, help="largest image, in pixels: a ladder of --count buckets")
+    parser.add_argument("--count", type=POSITIVE, default=3, help="buckets in the --max-pixels ladder (default 3)")
+    parser.add_argument("--align", type=POSITIVE, default=None,
                         help="round buckets from --image-size/--max-pixels up to a multiple of this "
                              "(default spatial_merge_size**2)")
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16",
@@ -82,12 +82,12 @@ def plan_buckets(args: argparse.Namespace) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        buckets = plan_buckets(args)
-    except Qwen35Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    parser = build_parser()
+    return run_guarded(lambda: run(parser.parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> int:
+    buckets = plan_buckets(args)
     out = Path(args.out_dir)
     print(f"vision buckets (patches): {' '.join(map(str, buckets))}; dtype {args.dtype}")
     for bucket in buckets:
@@ -97,17 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         from qwen35_neuron.neuron import vision_encoder
-    except ImportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ImportError as err:  # the Neuron SDK is missing: the import error says what to install
+        raise Qwen35Error(str(err)) from err
     options = {} if args.compiler_args is None else {"compiler_args": args.compiler_args}
     start = time.perf_counter()
-    try:
-        manifest = vision_encoder.compile_vision_tower(args.model_dir, out, buckets, args.dtype,
-                                                       compiler_workdir=args.workdir, progress=print, **options)
-    except Qwen35Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    manifest = vision_encoder.compile_vision_tower(args.model_dir, out, buckets, args.dtype,
+                                                   compiler_workdir=args.workdir, progress=print, **options)
     print(f"done in {time.perf_counter() - start:.1f} s: {len(manifest.buckets)} bucket(s) in {out}, "
           f"config hash {manifest.config_hash}")
     return 0

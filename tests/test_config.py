@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -156,3 +157,62 @@ def test_malformed_fields_are_named(change, message):
 def test_a_non_object_config_is_an_error():
     with pytest.raises(UnsupportedConfigError, match="JSON object"):
         parse_model_config([1, 2])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["text_config"].update(rms_norm_eps=0), "'rms_norm_eps' must be a finite number > 0, got 0"),
+    (lambda c: c["text_config"].update(rms_norm_eps=-1e-6), "'rms_norm_eps' must be a finite number > 0"),
+    (lambda c: c["text_config"].update(rms_norm_eps=float("nan")), "'rms_norm_eps' must be a finite number"),
+    (lambda c: c["text_config"]["rope_parameters"].update(rope_theta=0), "'rope_theta' must be a finite number > 0"),
+    (lambda c: c["text_config"]["rope_parameters"].update(rope_theta=-1e7), "'rope_theta' must be"),
+    (lambda c: c["text_config"]["rope_parameters"].update(rope_theta=float("inf")), "'rope_theta' must be"),
+    (lambda c: c["text_config"]["rope_parameters"].update(partial_rotary_factor=0), "'partial_rotary_factor' must be"),
+    (lambda c: c["text_config"]["rope_parameters"].update(partial_rotary_factor=1.5), "'partial_rotary_factor' must be"),
+    (lambda c: c["text_config"]["rope_parameters"].update(mrope_section=[2, -1, 1]), "'mrope_section' must be"),
+    (lambda c: c["text_config"].update(rope_parameters="default"), "'rope_parameters' must be a JSON object"),
+    (lambda c: c.update(tie_word_embeddings="false"), "'tie_word_embeddings' must be true or false"),
+    (lambda c: c["text_config"].update(pad_token_id=-1), "'pad_token_id' must be >= 0"),
+    (lambda c: c["text_config"].update(eos_token_id="x"), "'eos_token_id' must be an integer"),
+    (lambda c: c["text_config"].update(num_experts=0), "'num_experts' must be >= 1"),
+    (lambda c: c["text_config"].update(moe_intermediate_size=-2), "'moe_intermediate_size' must be >= 1"),
+    (lambda c: c["text_config"].update(layer_types="linear_attention"), "'layer_types' must be a list"),
+    (lambda c: c["vision_config"].update(layer_norm_eps=0), "'layer_norm_eps' must be a finite number > 0"),
+    (lambda c: c["vision_config"].update(num_heads=3), "hidden_size 32 is not a multiple of num_heads 3"),
+    (lambda c: c["vision_config"].update(rope_parameters={"rope_theta": -5}), "'rope_theta' must be"),
+    (lambda c: c.update(image_token_id=-3), "'image_token_id' must be >= 0"),
+])
+def test_nonsensical_values_are_refused_with_the_field_name(change, message):
+    raw = tiny_config_dict()
+    change(raw)
+    with pytest.raises(UnsupportedConfigError, match=re.escape(message)):
+        parse_model_config(raw)
+
+
+def test_bad_companion_files_are_named(tmp_path):
+    good = _write(tmp_path / "good", tiny_config_dict())
+    (good / "generation_config.json").write_text(json.dumps({"eos_token_id": ["end"]}))
+    with pytest.raises(UnsupportedConfigError, match="generation_config.json field 'eos_token_id' must be"):
+        load_model_config(good)
+    (good / "generation_config.json").write_text("[1, 2]")
+    with pytest.raises(UnsupportedConfigError, match="must hold a JSON object"):
+        load_model_config(good)
+    (good / "generation_config.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(UnsupportedConfigError, match="not valid JSON"):
+        load_model_config(good)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"patch_size": 0}, "'patch_size' must be >= 1"),
+    ({"min_pixels": "many"}, "'min_pixels' must be an integer"),
+    ({"image_std": [0.5, 0.0, 0.5]}, "'image_std' must be a list of 3 finite positive numbers"),
+    ({"image_mean": [0.5]}, "'image_mean' must be a list of 3 finite numbers"),
+    ({"rescale_factor": 0}, "'rescale_factor' must be a finite number > 0"),
+    ({"do_resize": "no"}, "'do_resize' must be true or false"),
+    ({"size": {"shortest_edge": 100, "longest_edge": 10}}, "min_pixels 100 exceeds max_pixels 10"),
+    ({"size": [1, 2]}, "'size' must be a JSON object"),
+])
+def test_preprocessor_config_values_are_checked(raw, message):
+    from qwen35_neuron.vision.preprocess import parse_image_processor_config
+
+    with pytest.raises(UnsupportedConfigError, match=re.escape(message)):
+        parse_image_processor_config(raw)

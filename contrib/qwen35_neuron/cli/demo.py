@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from ..config import RunConfig, load_model_config
+from ..config import RunConfig, load_model_config, parse_model_config
+from ..errors import InputError
 from ..runtime.loading import load_engine
 from ..runtime.session import generate
 from ..testing.images import write_random_images
@@ -24,7 +25,7 @@ from ..testing.reference import hf_greedy, quiet_transformers
 from ..testing.tiny import build_tiny_checkpoint, load_hf_reference, tiny_config_dict
 from ..vision.preprocess import preprocess_images
 from ..vl import VLRequest, generate_vl, load_vl_session, processor_for_vision, write_preprocessor_config
-from .options import run_config_from_args
+from .options import MAX_TP, SEED, check_run_against_model, int_range, run_config_from_args
 
 NAME = "demo"
 HELP = "build a tiny random checkpoint, run our model and transformers on it, compare (no arguments needed)"
@@ -35,28 +36,37 @@ DEMO_IMAGE_PROMPTS = (([11, 252, 250, 253, 42, 7], [0]), ([5, 252, 250, 253, 17,
 DEMO_IMAGE_SIZES = ((16, 24), (24, 16))  # (height, width) px: 4x6 and 6x4 patches of 4 px
 DEMO_PIXEL_LIMITS = (64, 4096)  # min/max pixels of the tiny preprocessor
 DEMO_VISION_BUCKETS = (32, 64)
+HEAD_DIMS = (8, 512)  # multiples of 8: a quarter of the head rotates, in (cos, sin) pairs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["dense", "simulated-tp", "nki-sim"], default="dense",
                         help="which of our CPU backends to compare with transformers")
-    parser.add_argument("--tp", type=int, default=None, help="ranks for --backend simulated-tp (default 2)")
-    parser.add_argument("--head-dim", type=int, default=32, help="attention head_dim of the tiny model (e.g. 256)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tp", type=int_range(1, MAX_TP), default=None,
+                        help="ranks for --backend simulated-tp (default 2)")
+    parser.add_argument("--head-dim", type=int_range(*HEAD_DIMS), default=32,
+                        help=f"attention head_dim of the tiny model, a multiple of 8 in {HEAD_DIMS[0]}..{HEAD_DIMS[1]} "
+                             "(e.g. 256)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the random weights")
     parser.add_argument("--case", choices=["all", "text", "image"], default="all",
                         help="text prompts, prompts with images, or both (default)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.head_dim % 8:
+        raise InputError(f"--head-dim {args.head_dim} must be a multiple of 8 (a quarter of the head rotates in "
+                         "pairs)")
     quiet_transformers()
-    defaults = argparse.Namespace(buckets="16,32", max_seq_len=64, dtype="float32", moe="eager")
+    defaults = argparse.Namespace(buckets=(16, 32), max_seq_len=64, dtype="float32", moe="eager")
     run_config: RunConfig = run_config_from_args(argparse.Namespace(**vars(defaults), **vars(args)),
                                                  batch_size=len(DEMO_PROMPTS))
     run_config = dataclasses.replace(run_config, vision_buckets=DEMO_VISION_BUCKETS)
+    config_dict = tiny_config_dict(head_dim=args.head_dim)
+    check_run_against_model(run_config, parse_model_config(config_dict).text)
     ok = True
     with tempfile.TemporaryDirectory(prefix="qwen35-demo-") as directory:
         print(f"building a tiny random Qwen3.5-MoE checkpoint in {directory} (head_dim {args.head_dim}) ...")
-        build_tiny_checkpoint(directory, tiny_config_dict(head_dim=args.head_dim), seed=args.seed)
+        build_tiny_checkpoint(directory, config_dict, seed=args.seed)
         reference = None
         if args.case in ("all", "text"):
             reference = load_hf_reference(directory)

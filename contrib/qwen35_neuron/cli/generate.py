@@ -30,7 +30,17 @@ from ..runtime.speculative import check_num_drafts, generate_speculative, load_s
 from ..vision.preprocess import load_image_processor_config
 from ..vl import VLRequest, assign_images_in_order, count_placeholders, generate_vl, load_vl_session
 from . import neuron_app
-from .options import add_run_options, run_config_from_args
+from .options import (
+    POSITIVE,
+    SEED,
+    add_run_options,
+    check_run_against_model,
+    finite_float,
+    fresh_seed,
+    int_list,
+    int_range,
+    run_config_from_args,
+)
 from .progress import Progress, add_progress_options
 from .prompts import add_prompt_options, check_prompt_options, decode_replies, load_tokenizer, prompt_ids
 
@@ -45,27 +55,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--compiled-model-path", "--compiled", dest="compiled", metavar="DIR",
                         help="directory written by `qwen35-neuron compile`: run on Trainium2 (needs the Neuron SDK)")
     add_prompt_options(parser)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=POSITIVE, default=16)
     parser.add_argument("--no-eos", action="store_true", help="ignore EOS ids (always generate --max-new-tokens)")
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding (CPU)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=finite_float(0.0, exclusive_minimum=True), default=1.0,
+                        help="sampling temperature, > 0")
+    parser.add_argument("--top-k", type=int_range(0), default=0, help="keep the k most likely tokens (0: all)")
+    parser.add_argument("--top-p", type=finite_float(0.0, 1.0, exclusive_minimum=True), default=1.0,
+                        help="nucleus sampling mass, in (0, 1]")
+    parser.add_argument("--seed", type=SEED, default=None,
+                        help="sampling seed, 0..2^64-1 (default with --do-sample: a fresh one, printed; "
+                             "\"seed\" in --json)")
     parser.add_argument("--json", action="store_true", help='print {"tokens": [[...], ...]} (stdout holds only this; '
                                                             'with --speculate also "speculative": acceptance)')
     parser.add_argument("--speculate", choices=["mtp"], default=None,
                         help="speculative decoding (CPU): the checkpoint's MTP head drafts, one verify step checks "
                              "(greedy; output equal to plain decoding)")
-    parser.add_argument("--num-speculative-tokens", type=int, default=None,
+    parser.add_argument("--num-speculative-tokens", type=POSITIVE, default=None,
                         help="drafts per verify step with --speculate mtp, 1..3 (default 2)")
     parser.add_argument("--image", action="append", default=[],
                         help="image file for the next image placeholder (image_token_id in --input-ids, "
                              "<|image_pad|> in --prompt, an image part with --chat); repeat, in order")
-    parser.add_argument("--vision-buckets", default=None,
+    parser.add_argument("--vision-buckets", type=int_list(1), default=None,
                         help="vision tower patch-count buckets, e.g. 1024,4096,16384 (default: RunConfig's)")
-    parser.add_argument("--min-pixels", type=int, default=None, help="override the image processor's min_pixels")
-    parser.add_argument("--max-pixels", type=int, default=None, help="override the image processor's max_pixels")
+    parser.add_argument("--min-pixels", type=POSITIVE, default=None, help="override the image processor's min_pixels")
+    parser.add_argument("--max-pixels", type=POSITIVE, default=None, help="override the image processor's max_pixels")
     add_run_options(parser)
     trn2 = parser.add_argument_group("Trainium2 (with --compiled-model-path)")
     trn2.add_argument("--loop", choices=["direct", "adapter"], default="direct",
@@ -79,8 +93,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_prompt_options(args)
-    if args.max_new_tokens < 1:
-        raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     progress = Progress.from_args(args)
     if args.compiled:
         if args.speculate or args.num_speculative_tokens is not None:
@@ -91,10 +103,14 @@ def run(args: argparse.Namespace) -> int:
     _check_images_fit(args, config)
     tokenizer = load_tokenizer(args.model, "--chat" if args.chat else "--prompt") if args.prompt else None
     prompts = prompt_ids(args, config, tokenizer, images=len(args.image))
-    run_config = _with_vision_buckets(run_config_from_args(args, batch_size=len(prompts)), args.vision_buckets)
+    run_config = run_config_from_args(args, batch_size=len(prompts))
+    if args.vision_buckets is not None:
+        run_config = dataclasses.replace(run_config, vision_buckets=args.vision_buckets)
+    check_run_against_model(run_config, config.text)
     eos = () if args.no_eos else None
+    seed = args.seed if args.seed is not None else (fresh_seed() if args.do_sample else 0)
     sampling = SamplingParams(do_sample=args.do_sample, temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, seed=args.seed)
+                              top_p=args.top_p, seed=seed)
     has_images = bool(args.image) or _has_placeholders(config, prompts)
     speculative = _speculative_tokens(args, has_images)
     if has_images:
@@ -119,17 +135,21 @@ def run(args: argparse.Namespace) -> int:
         timed = PhaseTimer(engine, progress.generation(len(prompts), args.max_new_tokens))
         with progress.stage(f"generating up to {args.max_new_tokens} tokens for {len(prompts)} prompt(s)"):
             result = generate(timed, prompts, args.max_new_tokens, sampling, eos_token_ids=eos)
-    _print_result(args, result.tokens, tokenizer)
+    _print_result(args, result.tokens, tokenizer, seed=seed if args.do_sample else None)
     return 0
 
 
-def _print_result(args: argparse.Namespace, tokens: list[list[int]], tokenizer, extra: dict | None = None) -> None:
+def _print_result(args: argparse.Namespace, tokens: list[list[int]], tokenizer, extra: dict | None = None,
+                  seed: int | None = None) -> None:
+    """``seed``: the sampling seed, printed so a sampled run can be repeated with ``--seed``."""
     if args.json:
-        out = {"tokens": tokens, **(extra or {})}
+        out = {"tokens": tokens, **(extra or {}), **({"seed": seed} if seed is not None else {})}
         if tokenizer is not None and extra is not None:
             out["text"] = decode_replies(tokenizer, tokens)
         print(json.dumps(out))
         return
+    if seed is not None:
+        print(f"sampling seed: {seed}")
     replies = decode_replies(tokenizer, tokens) if tokenizer is not None else [None] * len(tokens)
     for i, (row, reply) in enumerate(zip(tokens, replies)):
         print(f"[{i}] {row}" + (f"  {reply!r}" if reply is not None else ""))
@@ -167,16 +187,6 @@ def _check_images_fit(args: argparse.Namespace, config: ModelConfig) -> None:
 
 def _has_placeholders(config: ModelConfig, prompts: list[list[int]]) -> bool:
     return config.vision is not None and any(count_placeholders(p, config.image_token_id) for p in prompts)
-
-
-def _with_vision_buckets(run_config: RunConfig, text: str | None) -> RunConfig:
-    if text is None:
-        return run_config
-    try:
-        buckets = tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError as err:
-        raise InputError(f"--vision-buckets must be comma-separated integers, got {text!r}") from err
-    return dataclasses.replace(run_config, vision_buckets=buckets)
 
 
 def _image_requests(config: ModelConfig, prompts: list[list[int]], images: list[str]) -> list[VLRequest]:

@@ -57,7 +57,12 @@ def load_tokenizer(model_dir: str | Path, need: str = "--prompt") -> Any:
         raise InputError(f"{need} needs a tokenizer, but {model_dir} has no tokenizer.json: use --input-ids")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - transformers raises many kinds for a broken tokenizer file
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(f"cannot load the tokenizer of {model_dir} ({type(err).__name__}: {first}): fix or remove "
+                         "its tokenizer files, or use --input-ids") from err
 
 
 def images_per_chat_prompt(prompts: int, images: int) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import UnsupportedConfigError
+from .fields import bool_field, float_field, int_field, int_list_field, mapping_field
 
 LINEAR_ATTENTION = "linear_attention"
 FULL_ATTENTION = "full_attention"
@@ -135,18 +136,29 @@ def load_model_config(model_dir: str | Path) -> ModelConfig:
     """Read ``<model_dir>/config.json`` (and EOS ids from generation_config.json when present)."""
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
+    if model_dir.exists() and not model_dir.is_dir():
+        raise UnsupportedConfigError(f"{model_dir} is a file, not a model directory: pass the directory that holds "
+                                     "config.json and the safetensors")
     if not model_dir.is_dir():
         raise UnsupportedConfigError(f"model directory {model_dir} does not exist")
     if not config_path.is_file():
         raise UnsupportedConfigError(
             f"{model_dir} has no config.json: pass the directory of a Hugging Face checkpoint"
         )
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise UnsupportedConfigError(f"{config_path} is not valid JSON: {err}") from err
+    raw = _read_json(config_path)
     eos = _read_generation_eos(model_dir / "generation_config.json")
     return parse_model_config(raw, eos_token_ids=eos)
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file's content; unreadable or invalid files are one error naming the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UnsupportedConfigError(f"{path} is not valid JSON ({err}): restore it from the model's "
+                                     "published files") from err
+    except OSError as err:
+        raise UnsupportedConfigError(f"cannot read {path}: {err.strerror or err}") from err
 
 
 def parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] | None = None) -> ModelConfig:
@@ -163,10 +175,10 @@ def _parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] |
         raise UnsupportedConfigError(f"config.json must hold a JSON object, not {type(raw).__name__}")
     model_type = raw.get("model_type")
     if model_type in COMPOSITE_MODEL_TYPES:
-        text_raw = dict(_mapping(raw, "text_config"))
+        text_raw = dict(mapping_field(raw, "text_config"))
         if "tie_word_embeddings" in raw:  # transformers ties the composite model by the top-level flag
             text_raw["tie_word_embeddings"] = raw["tie_word_embeddings"]
-        vision_raw = _mapping(raw, "vision_config")
+        vision_raw = mapping_field(raw, "vision_config")
         vision = _parse_vision(vision_raw) if vision_raw else None
     elif model_type in TEXT_MODEL_TYPES:
         text_raw, vision = dict(raw), None
@@ -174,16 +186,17 @@ def _parse_model_config(raw: Mapping[str, Any], eos_token_ids: tuple[int, ...] |
         supported = ", ".join(COMPOSITE_MODEL_TYPES + TEXT_MODEL_TYPES)
         raise UnsupportedConfigError(f"model_type {model_type!r} is not supported (supported: {supported})")
     if eos_token_ids is None:
-        eos_token_ids = _as_id_tuple(text_raw.get("eos_token_id") or raw.get("eos_token_id"))
+        eos_source = text_raw if text_raw.get("eos_token_id") is not None else raw
+        eos_token_ids = int_list_field(eos_source, "eos_token_id", ())
     text = _parse_text(text_raw, eos_token_ids or DEFAULT_EOS_TOKEN_IDS, dense=model_type in DENSE_MODEL_TYPES)
     return ModelConfig(
         model_type=model_type,
         text=text,
         vision=vision,
-        image_token_id=_int(raw, "image_token_id", 248056, minimum=0),
-        video_token_id=_int(raw, "video_token_id", 248057, minimum=0),
-        vision_start_token_id=_int(raw, "vision_start_token_id", 248053, minimum=0),
-        vision_end_token_id=_int(raw, "vision_end_token_id", 248054, minimum=0),
+        image_token_id=int_field(raw, "image_token_id", 248056, minimum=0),
+        video_token_id=int_field(raw, "video_token_id", 248057, minimum=0),
+        vision_start_token_id=int_field(raw, "vision_start_token_id", 248053, minimum=0),
+        vision_end_token_id=int_field(raw, "vision_end_token_id", 248054, minimum=0),
         architectures=tuple(raw.get("architectures") or ()),
     )
 
@@ -198,18 +211,20 @@ def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...], dense: bool
         raise UnsupportedConfigError("attention_bias=true is not supported by Qwen3.5 gated attention")
     rope = _rope_parameters(raw)
     num_layers = _int(raw, "num_hidden_layers")
+    vocab_size = _int(raw, "vocab_size")
+    pad = raw.get("pad_token_id")
     text = TextConfig(
-        vocab_size=_int(raw, "vocab_size"),
+        vocab_size=vocab_size,
         hidden_size=_int(raw, "hidden_size"),
         num_hidden_layers=num_layers,
         layer_types=_layer_types(raw, num_layers),
-        rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        rms_norm_eps=float_field(raw, "rms_norm_eps", 1e-6, minimum=0.0),
         num_attention_heads=_int(raw, "num_attention_heads"),
         num_key_value_heads=_int(raw, "num_key_value_heads"),
         head_dim=_int(raw, "head_dim", _int(raw, "hidden_size") // _int(raw, "num_attention_heads")),
-        rope_theta=float(rope["rope_theta"]),
-        partial_rotary_factor=float(rope["partial_rotary_factor"]),
-        mrope_section=tuple(int(s) for s in rope["mrope_section"]),
+        rope_theta=rope["rope_theta"],
+        partial_rotary_factor=rope["partial_rotary_factor"],
+        mrope_section=rope["mrope_section"],
         linear_conv_kernel_dim=_int(raw, "linear_conv_kernel_dim", 4),
         linear_key_head_dim=_int(raw, "linear_key_head_dim", 128),
         linear_value_head_dim=_int(raw, "linear_value_head_dim", 128),
@@ -217,9 +232,9 @@ def _parse_text(raw: dict[str, Any], eos_token_ids: tuple[int, ...], dense: bool
         linear_num_value_heads=_int(raw, "linear_num_value_heads", 32),
         **(_dense_feed_forward(raw) if dense else _moe_feed_forward(raw)),
         mtp_num_hidden_layers=_int(raw, "mtp_num_hidden_layers", 0, minimum=0),
-        tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        tie_word_embeddings=bool_field(raw, "tie_word_embeddings", False),
         max_position_embeddings=_int(raw, "max_position_embeddings", 32768),
-        pad_token_id=raw.get("pad_token_id"),
+        pad_token_id=None if pad is None else int_field(raw, "pad_token_id", minimum=0),
         eos_token_ids=eos_token_ids,
     )
     _validate_text(text)
@@ -242,22 +257,26 @@ def _dense_feed_forward(raw: dict[str, Any]) -> dict[str, int]:
 
 def _rope_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     """transformers 5 writes ``rope_parameters``; older exports use ``rope_theta``/``rope_scaling``."""
-    params = dict(raw.get("rope_scaling") or {})
-    params.update(raw.get("rope_parameters") or {})
+    params = dict(mapping_field(raw, "rope_scaling"))
+    params.update(mapping_field(raw, "rope_parameters"))
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in ("default", "mrope"):
         raise UnsupportedConfigError(f"rope_type {rope_type!r} is not supported (only default multimodal RoPE)")
     if params.get("mrope_interleaved") is False:
         raise UnsupportedConfigError("mrope_interleaved=false is not supported: Qwen3.5 interleaves T/H/W")
+    where = "config.json rope_parameters"
     return {
-        "rope_theta": params.get("rope_theta", raw.get("rope_theta", 10000.0)),
-        "partial_rotary_factor": params.get("partial_rotary_factor", raw.get("partial_rotary_factor", 0.25)),
-        "mrope_section": params.get("mrope_section", DEFAULT_MROPE_SECTION),
+        "rope_theta": float_field(params, "rope_theta", raw.get("rope_theta", 10000.0), minimum=0.0, where=where),
+        "partial_rotary_factor": float_field(params, "partial_rotary_factor", raw.get("partial_rotary_factor", 0.25),
+                                             minimum=0.0, maximum=1.0, where=where),
+        "mrope_section": int_list_field(params, "mrope_section", DEFAULT_MROPE_SECTION, where=where),
     }
 
 
 def _layer_types(raw: dict[str, Any], num_layers: int) -> tuple[str, ...]:
     types = raw.get("layer_types")
+    if types is not None and not isinstance(types, (list, tuple)):
+        raise UnsupportedConfigError(f"config.json field 'layer_types' must be a list, got {types!r}")
     if types is None:
         interval = _int(raw, "full_attention_interval", 4)
         types = [FULL_ATTENTION if (i + 1) % interval == 0 else LINEAR_ATTENTION for i in range(num_layers)]
@@ -296,7 +315,8 @@ def _validate_text(t: TextConfig) -> None:
 
 def _parse_vision(raw: Mapping[str, Any]) -> VisionConfig:
     _require(raw, "vision_config", ["hidden_size", "num_heads", "out_hidden_size"])
-    return VisionConfig(
+    where = "config.json vision_config"
+    vision = VisionConfig(
         depth=_int(raw, "depth", 27),
         hidden_size=_int(raw, "hidden_size"),
         intermediate_size=_int(raw, "intermediate_size", 4304),
@@ -308,30 +328,22 @@ def _parse_vision(raw: Mapping[str, Any]) -> VisionConfig:
         out_hidden_size=_int(raw, "out_hidden_size"),
         num_position_embeddings=_int(raw, "num_position_embeddings", 2304),
         hidden_act=str(raw.get("hidden_act", "gelu_pytorch_tanh")),
-        layer_norm_eps=float(raw.get("layer_norm_eps", 1e-6)),
-        rope_theta=float((raw.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+        layer_norm_eps=float_field(raw, "layer_norm_eps", 1e-6, minimum=0.0, where=where),
+        rope_theta=float_field(mapping_field(raw, "rope_parameters", where=where), "rope_theta", 10000.0,
+                               minimum=0.0, where=where + " rope_parameters"),
     )
+    if vision.hidden_size % vision.num_heads:
+        raise UnsupportedConfigError(f"{where}: hidden_size {vision.hidden_size} is not a multiple of num_heads "
+                                     f"{vision.num_heads}")
+    if (vision.hidden_size // vision.num_heads) % 4:
+        raise UnsupportedConfigError(f"{where}: the head size hidden_size / num_heads = "
+                                     f"{vision.hidden_size // vision.num_heads} must be a multiple of 4 (2-D rotary)")
+    return vision
 
 
 def _int(raw: Mapping[str, Any], key: str, default: int | None = None, minimum: int = 1) -> int:
     """An integer field, or a clear error naming it (wrong type, below ``minimum``, missing)."""
-    value = raw.get(key)
-    if value is None:
-        if default is None:
-            raise UnsupportedConfigError(f"config.json lacks the required field {key!r}")
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UnsupportedConfigError(f"config.json field {key!r} must be an integer, got {value!r}")
-    if value < minimum:
-        raise UnsupportedConfigError(f"config.json field {key!r} must be >= {minimum}, got {value}")
-    return value
-
-
-def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = raw.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise UnsupportedConfigError(f"config.json field {key!r} must be a JSON object, got {type(value).__name__}")
-    return value
+    return int_field(raw, key, *(() if default is None else (default,)), minimum=minimum)
 
 
 def _require(raw: Mapping[str, Any], where: str, keys: list[str]) -> None:
@@ -340,20 +352,11 @@ def _require(raw: Mapping[str, Any], where: str, keys: list[str]) -> None:
         raise UnsupportedConfigError(f"{where} lacks required fields {missing}: is this a Qwen3.5 config.json?")
 
 
-def _as_id_tuple(value: Any) -> tuple[int, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value)
-    return (int(value),)
-
-
 def _read_generation_eos(path: Path) -> tuple[int, ...] | None:
     """EOS ids from generation_config.json; None when the file or the field is absent."""
     if not path.is_file():
         return None
-    try:
-        ids = _as_id_tuple(json.loads(path.read_text()).get("eos_token_id"))
-    except json.JSONDecodeError as err:
-        raise UnsupportedConfigError(f"{path} is not valid JSON: {err}") from err
-    return ids or None
+    raw = _read_json(path)
+    if not isinstance(raw, Mapping):
+        raise UnsupportedConfigError(f"{path} must hold a JSON object, not {type(raw).__name__}")
+    return int_list_field(raw, "eos_token_id", (), where="generation_config.json") or None

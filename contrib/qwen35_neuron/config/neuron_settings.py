@@ -78,7 +78,7 @@ class NeuronSettings:
             raise UnsupportedConfigError(f"context_buckets must be lengths >= 2 (a 1-token graph is token "
                                          f"generation), got {self.context_buckets}")
         if self.context_buckets[-1] > self.max_length:
-            raise UnsupportedConfigError(f"the largest context bucket {self.context_buckets[-1]} exceeds max_length "
+            raise UnsupportedConfigError(f"context_buckets {self.context_buckets[-1]} exceeds max_length "
                                          f"{self.max_length}: raise max_length or drop the bucket")
         for value, name, allowed in ((self.dtype, "dtype", DTYPES), (self.moe_backend, "moe_backend", MOE_BACKENDS),
                                      (self.deltanet_kernel, "deltanet_kernel", DELTANET_KERNELS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,12 +19,15 @@ class SamplingParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise InputError(f"temperature must be > 0 (got {self.temperature}); use greedy decoding instead")
-        if not 0 < self.top_p <= 1:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise InputError(f"temperature must be a finite number > 0 (got {self.temperature}); use greedy "
+                             "decoding instead")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1] (got {self.top_p})")
         if self.top_k < 0:
             raise InputError(f"top_k must be >= 0 (got {self.top_k})")
+        if not 0 <= self.seed < 2**64:
+            raise InputError(f"seed must be in 0..2^64-1 (got {self.seed})")
 
 
 class Sampler:

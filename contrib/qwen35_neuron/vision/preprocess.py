@@ -18,6 +18,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from ..config import VisionConfig
+from ..config.fields import bool_field, float_field, float_list_field, int_field, mapping_field
 from ..errors import InputError, UnsupportedConfigError
 
 try:  # PIL is a runtime dependency of the vision path only
@@ -86,9 +87,11 @@ def load_image_processor_config(model_dir: str | Path, vision: VisionConfig | No
         if path.is_file():
             try:
                 data = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise UnsupportedConfigError(f"{path} is not valid JSON: {err}") from err
-            raw = data.get(section, {}) if section else data
+            if not isinstance(data, dict):
+                raise UnsupportedConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
+            raw = mapping_field(data, section, where=name) if section else data
             if raw:
                 break
     if not raw and vision is not None:  # no processor file: the geometry follows the tower itself
@@ -102,22 +105,28 @@ def load_image_processor_config(model_dir: str | Path, vision: VisionConfig | No
 
 def parse_image_processor_config(raw: dict[str, Any]) -> ImageProcessorConfig:
     """Accepts the ``size`` dict (shortest_edge/longest_edge = pixel limits) and legacy min/max_pixels."""
-    size = raw.get("size") or {}
+    where = "preprocessor_config.json"
+    size = mapping_field(raw, "size", where=where)
     defaults = ImageProcessorConfig()
-    return ImageProcessorConfig(
-        patch_size=int(raw.get("patch_size", defaults.patch_size)),
-        temporal_patch_size=int(raw.get("temporal_patch_size", defaults.temporal_patch_size)),
-        merge_size=int(raw.get("merge_size", defaults.merge_size)),
-        min_pixels=int(raw.get("min_pixels") or size.get("shortest_edge") or defaults.min_pixels),
-        max_pixels=int(raw.get("max_pixels") or size.get("longest_edge") or defaults.max_pixels),
-        image_mean=tuple(float(v) for v in raw.get("image_mean", defaults.image_mean)),
-        image_std=tuple(float(v) for v in raw.get("image_std", defaults.image_std)),
-        rescale_factor=float(raw.get("rescale_factor", defaults.rescale_factor)),
-        resample=int(raw.get("resample", defaults.resample)),
-        do_resize=bool(raw.get("do_resize", True)),
-        do_rescale=bool(raw.get("do_rescale", True)),
-        do_normalize=bool(raw.get("do_normalize", True)),
+    min_pixels = int_field(size, "shortest_edge", defaults.min_pixels, where=where + " size")
+    max_pixels = int_field(size, "longest_edge", defaults.max_pixels, where=where + " size")
+    config = ImageProcessorConfig(
+        patch_size=int_field(raw, "patch_size", defaults.patch_size, where=where),
+        temporal_patch_size=int_field(raw, "temporal_patch_size", defaults.temporal_patch_size, where=where),
+        merge_size=int_field(raw, "merge_size", defaults.merge_size, where=where),
+        min_pixels=int_field(raw, "min_pixels", min_pixels, where=where),
+        max_pixels=int_field(raw, "max_pixels", max_pixels, where=where),
+        image_mean=float_list_field(raw, "image_mean", defaults.image_mean, length=3, where=where),
+        image_std=float_list_field(raw, "image_std", defaults.image_std, length=3, positive=True, where=where),
+        rescale_factor=float_field(raw, "rescale_factor", defaults.rescale_factor, minimum=0.0, where=where),
+        resample=int_field(raw, "resample", defaults.resample, minimum=0, where=where),
+        do_resize=bool_field(raw, "do_resize", True, where=where),
+        do_rescale=bool_field(raw, "do_rescale", True, where=where),
+        do_normalize=bool_field(raw, "do_normalize", True, where=where),
     )
+    if config.min_pixels > config.max_pixels:
+        raise UnsupportedConfigError(f"{where}: min_pixels {config.min_pixels} exceeds max_pixels {config.max_pixels}")
+    return config
 
 
 def _check_against_vision(config: ImageProcessorConfig, vision: VisionConfig) -> None:
