@@ -31,9 +31,9 @@ from ..runtime.benchmark import (
     write_benchmark_report,
 )
 from ..runtime.loading import load_engine
-from ..runtime.session import check_prompt, generate
+from ..runtime.session import generate
 from . import neuron_app
-from .options import add_run_options, run_config_from_args
+from .options import SEED, add_run_options, check_prompts, check_run_against_model, run_config_from_args
 from .progress import Progress, add_progress_options
 from .prompts import TOKENIZER_FILES, load_tokenizer
 
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens decoded per prompt (EOS ignored)")
     parser.add_argument("--num-runs", type=int, default=20, help="timed runs (NxDI's default: 20)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts (checkpoints without tokenizer)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the random prompts (checkpoints without tokenizer)")
     parser.add_argument("--benchmark-report-path", default=DEFAULT_REPORT_PATH,
                         help=f"where the report goes (default {DEFAULT_REPORT_PATH}, as NxDI)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of a table")
@@ -125,9 +125,10 @@ def _bench_cpu(args: argparse.Namespace, progress: Progress) -> tuple[BenchmarkR
     config = load_model_config(args.model)
     run_config: RunConfig = run_config_from_args(args, batch_size=args.batch_size)
     length = args.input_length or run_config.context_buckets[-1]
+    check_run_against_model(run_config, config.text)
     prompts = benchmark_prompts(config, args.batch_size, length, _tokenizer_or_none(args.model), args.seed)
-    for prompt in prompts:
-        check_prompt(prompt, config.text, run_config, args.max_new_tokens)
+    check_prompts(prompts[:1], config.text.vocab_size, run_config.context_buckets[-1], run_config.max_seq_len,
+                  args.max_new_tokens, flag="--input-length")  # every prompt has --input-length tokens
     with progress.stage(f"loading {args.model} ({run_config.backend.value}, TP {run_config.tp_degree}, "
                         f"{run_config.dtype})"):
         _, engine = load_engine(args.model, run_config)

@@ -12,7 +12,6 @@ Every unset flag keeps the ``--preset``'s value.
 from __future__ import annotations
 
 import argparse
-import re
 
 from ..config.neuron_settings import (
     ATTENTION_KERNELS,
@@ -24,6 +23,7 @@ from ..config.neuron_settings import (
     preset,
 )
 from ..errors import InputError, UnsupportedConfigError
+from .options import MAX_TP, int_range, name_flags
 
 # NeuronSettings field -> the flag that sets it, so a refused setting is named as the user typed it
 FIELD_FLAGS = {
@@ -39,7 +39,7 @@ def add_neuron_settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Neuron settings (a preset, then overrides; NxDI inference_demo names)")
     group.add_argument("--preset", choices=sorted(PRESETS), default="trn2.3xlarge",
                        help="instance preset: trn2.3xlarge = TP 4; trn2.48xlarge = TP 8; -tp16 / -tp32 variants")
-    group.add_argument("--tp-degree", "--tp", dest="tp_degree", type=int, help="tensor-parallel ranks")
+    group.add_argument("--tp-degree", "--tp", dest="tp_degree", type=int_range(1, MAX_TP), help="tensor-parallel ranks")
     group.add_argument("--logical-nc-config", "--lnc", dest="lnc", type=int, choices=[1, 2],
                        help="logical NeuronCore config (2 on trn2)")
     group.add_argument("--batch-size", type=int, help="rows of the state buffers = decode batch")
@@ -103,4 +103,4 @@ def settings_from_args(args: argparse.Namespace) -> NeuronSettings:
 
 def with_flag_names(message: str) -> str:
     """A NeuronSettings message with its field names replaced by the flags that set them."""
-    return re.sub(r"\b(" + "|".join(FIELD_FLAGS) + r")\b", lambda m: FIELD_FLAGS[m.group(1)], message)
+    return name_flags(message, FIELD_FLAGS)

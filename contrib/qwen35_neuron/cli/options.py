@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
 
 from ..config import Backend, RunConfig
 from ..config.hf_config import TextConfig
@@ -59,7 +59,7 @@ def int_range(minimum: int | None = None, maximum: int | None = None) -> Callabl
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer{_bounds(minimum, maximum)}, got {text!r}") from None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be an integer{_bounds(minimum, maximum)}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be{_bounds(minimum, maximum)}, got {value}")
         return value
     parse.__name__ = "integer"
     return parse
@@ -210,7 +210,7 @@ def check_run_against_model(run: RunConfig, text: TextConfig) -> None:
         try:
             check_tp_supported(text, run.tp_degree)
         except Qwen35Error as err:
-            raise with_flag_names(err, {"tp_degree": "--tp"}) from err
+            raise InputError(name_flags(str(err), {"tp_degree": "--tp"})) from err
 
 
 def parse_id_list(text: str) -> list[int]:
@@ -240,22 +240,13 @@ def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, largest_buc
             raise InputError(f"{where} has {len(prompt)} tokens, longer than the largest context bucket "
                              f"{largest_bucket}: use a larger bucket")
         if len(prompt) + max_new_tokens > capacity:
-            raise InputError(f"{where} ({len(prompt)} tokens) + --max-new-tokens {max_new_tokens} exceeds "
-                             f"{capacity_flag} {capacity}: generate fewer tokens or raise {capacity_flag}")
+            raise InputError(f"{where} ({len(prompt)} tokens) + --max-new-tokens {max_new_tokens} exceeds the cache "
+                             f"capacity {capacity_flag} {capacity}: generate fewer tokens or raise {capacity_flag}")
 
 
-# settings fields -> the flags that set them (compile scripts, `qwen35-neuron compile`)
-NEURON_SETTINGS_FLAGS = {
-    "tp_degree": "--tp", "lnc": "--lnc", "batch_size": "--batch-size", "ctx_batch_size": "--ctx-batch-size",
-    "context_buckets": "--buckets", "max_length": "--max-length", "dtype": "--dtype", "moe_backend": "--moe-backend",
-    "deltanet_kernel": "--deltanet-kernel", "attention_kernel": "--attention-kernel",
-    "on_device_sampling": "--on-device-sampling", "compiler_args": "--compiler-args",
-}
-
-
-def with_flag_names(err: Qwen35Error, flags: dict[str, str]) -> InputError:
-    """The error of a settings dataclass, its field names replaced by the flags the user typed."""
-    message = str(err)
-    for field, flag in flags.items():
-        message = re.sub(rf"(?<![\w-]){field}(?![\w-])", flag, message)
-    return InputError(message)
+def name_flags(message: str, flags: Mapping[str, str]) -> str:
+    """A settings message with its field names (``tp_degree``) replaced by the flags that set them."""
+    if not flags:
+        return message
+    return re.sub(r"(?<![\w-])(" + "|".join(map(re.escape, flags)) + r")(?![\w-])", lambda m: flags[m.group(1)],
+                  message)
