@@ -46,7 +46,7 @@ GENERATE_CASES = [
     (["--seed", "1.5"], "--seed must be"),
     (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
     (["--max-new-tokens", "-5"], "--max-new-tokens must be"),
-    (["--max-new-tokens", "100000"], "exceeds the cache capacity --max-seq-len 256"),
+    (["--max-new-tokens", "100000"], "the cache holds 256: raise --max-seq-len"),
     (["--max-seq-len", "0"], "--max-seq-len must be"),
     (["--max-seq-len", "100000000", "--buckets", "16"], "beyond the model's max_position_embeddings"),
     (["--buckets", "0"], "--buckets must be comma-separated integers >= 1"),
@@ -72,7 +72,7 @@ def test_generate_bad_options(capsys, tiny_dir, extra, message):
 
 
 @pytest.mark.parametrize("ids, message", [
-    ("-1", "token id -1 in --input-ids is outside the vocabulary"),
+    ("-1", "token id -1 is outside the vocabulary"),
     ("99999999999999999999999", "outside the vocabulary"),
     ("1.5", "--input-ids must be comma-separated integers"),
     ("", "empty prompt"),

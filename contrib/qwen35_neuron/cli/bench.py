@@ -31,9 +31,9 @@ from ..runtime.benchmark import (
     write_benchmark_report,
 )
 from ..runtime.loading import load_engine
-from ..runtime.session import generate
+from ..runtime.session import check_prompt, generate
 from . import neuron_app
-from .options import SEED, add_run_options, check_prompts, check_run_against_model, run_config_from_args
+from .options import SEED, add_run_options, check_run_against_model, run_config_from_args
 from .progress import Progress, add_progress_options
 from .prompts import TOKENIZER_FILES, load_tokenizer
 
@@ -127,8 +127,8 @@ def _bench_cpu(args: argparse.Namespace, progress: Progress) -> tuple[BenchmarkR
     length = args.input_length or run_config.context_buckets[-1]
     check_run_against_model(run_config, config.text)
     prompts = benchmark_prompts(config, args.batch_size, length, _tokenizer_or_none(args.model), args.seed)
-    check_prompts(prompts[:1], config.text.vocab_size, run_config.context_buckets[-1], run_config.max_seq_len,
-                  args.max_new_tokens, flag="--input-length")  # every prompt has --input-length tokens
+    for prompt in prompts:
+        check_prompt(prompt, config.text, run_config, args.max_new_tokens)
     with progress.stage(f"loading {args.model} ({run_config.backend.value}, TP {run_config.tp_degree}, "
                         f"{run_config.dtype})"):
         _, engine = load_engine(args.model, run_config)

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speculate", choices=["mtp"], default=None,
                         help="speculative decoding (CPU): the checkpoint's MTP head drafts, one verify step checks "
                              "(greedy; output equal to plain decoding)")
-    parser.add_argument("--num-speculative-tokens", type=POSITIVE, default=None,
+    parser.add_argument("--num-speculative-tokens", type=int, default=None,
                         help="drafts per verify step with --speculate mtp, 1..3 (default 2)")
     parser.add_argument("--image", action="append", default=[],
                         help="image file for the next image placeholder (image_token_id in --input-ids, "

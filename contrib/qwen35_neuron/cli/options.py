@@ -8,8 +8,8 @@ one ``error: ...`` line naming the flag as typed, then exit code 2:
   refuse non-numbers, NaN/Inf and out-of-range values with the limits in the message;
 - :func:`run_guarded` runs a command body: user errors -> one line and exit 2, a reader that
   closes the pipe early (``| head -1``) -> a quiet exit, Ctrl-C -> one line and exit 130;
-- :func:`run_config_from_args` and :func:`check_prompts` check the flags against each other and
-  against the model before the weights are read.
+- :func:`run_config_from_args` and :func:`check_run_against_model` check the flags against each other
+  and against the model before the weights are read.
 """
 
 from __future__ import annotations
@@ -222,26 +222,6 @@ def parse_id_list(text: str) -> list[int]:
         return [int(t) for t in items]
     except ValueError as err:
         raise InputError(f"--input-ids must be comma-separated integers, got {text!r}") from err
-
-
-def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, largest_bucket: int, capacity: int,
-                  max_new_tokens: int, flag: str = "--input-ids", capacity_flag: str = "--max-seq-len") -> None:
-    """Every prompt against the vocabulary, the largest context bucket and the cache, naming the flags
-    (``capacity_flag``: what sets the cache length, e.g. --max-seq-len)."""
-    for i, prompt in enumerate(prompts):
-        where = f"{flag} #{i + 1}" if len(prompts) > 1 else flag
-        if not prompt:
-            raise InputError(f"empty prompt ({where}): give at least one token")
-        bad = [t for t in prompt if not 0 <= t < vocab_size]
-        if bad:
-            raise InputError(f"token id {bad[0]} in {where} is outside the vocabulary [0, {vocab_size}): "
-                             "check the tokenizer/model pair")
-        if len(prompt) > largest_bucket:
-            raise InputError(f"{where} has {len(prompt)} tokens, longer than the largest context bucket "
-                             f"{largest_bucket}: use a larger bucket")
-        if len(prompt) + max_new_tokens > capacity:
-            raise InputError(f"{where} ({len(prompt)} tokens) + --max-new-tokens {max_new_tokens} exceeds the cache "
-                             f"capacity {capacity_flag} {capacity}: generate fewer tokens or raise {capacity_flag}")
 
 
 def name_flags(message: str, flags: Mapping[str, str]) -> str:
