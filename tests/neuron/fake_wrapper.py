@@ -3,7 +3,7 @@
 Written from what the pinned sources (NxDI ef2731ef8c57: models/model_base.py, models/model_wrapper.py;
 NxD fbac349b61a3: trace/spmd.py) do, so our wrapper overrides run inside the same flow on a CPU:
 
-- the application picks CTE when ``position_ids.min() == 0`` and calls the graph's wrapper with the
+- the application picks CTE when ``self._is_prefill(position_ids)`` (``position_ids.min() == 0``) and calls the graph's wrapper with the
   seven standard inputs followed by ``*llava_args``;
 - the wrapper fills ``prev_hidden`` / ``adapter_ids`` when None, drops non-tensors, casts int64 to
   int32, pads to the first bucket that fits (CTE: ids with the pad id, mask 0, positions 1; TKG: the
@@ -203,10 +203,13 @@ class NeuronBaseForCausalLM(nn.Module):
             return types.SimpleNamespace(tokens=outputs[0], logits=outputs[1])
         return types.SimpleNamespace(tokens=outputs, logits=None)
 
+    def _is_prefill(self, position_ids):
+        return position_ids.min().item() == 0
+
     def _get_model_outputs(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden,
                            adapter_ids, medusa_args, llava_args, slot_mapping=None, block_table=None,
                            full_context_lens=None, computed_context_lens=None, tf_args=None):
-        if int(position_ids.min()) == 0:
+        if self._is_prefill(position_ids):
             graph = self.context_encoding_model
             self.kv_cache_populated = True
         else:

@@ -21,6 +21,7 @@ class NxdiDriver:
     def __init__(self, module, context_buckets: tuple[int, ...], max_length: int, pad_token_id: int = 0,
                  token_buckets: tuple[int, ...] | None = None) -> None:
         self.module, self.buckets, self.max_length, self.pad = module, sorted(context_buckets), max_length, pad_token_id
+        self.config = module.config  # what generate_direct reads the compiled limits from
         self.token_buckets = sorted(token_buckets or (max_length,))
         self.calls: list[str] = []
         self.tkg_buckets: list[int] = []  # the token-generation bucket of every TKG call

@@ -159,10 +159,13 @@ def test_generate_compiled_chat_equals_the_cpu_chat(fake_sdk_modules, tiny_dir, 
     assert result["equal_to_cpu"] and len(result["text"]) == 2
     code, cpu, _ = _run(capsys, "generate", "--model", str(model_dir), *chat, "--buckets", "32", "--max-seq-len", "64")
     assert code == 0 and json.loads(cpu)["tokens"] == result["tokens"]
-    for extra, message in ((["--prompt", "A longer question"], "more than the largest compiled context bucket (32)"),
-                           (["--prompt", "Hi", "--max-new-tokens", "50"], "exceed the compiled --seq-len 64")):
-        code, _, err = _run(capsys, "generate", "--compiled-model-path", "unused", "--chat", *extra)
-        assert code == 2 and message in err and err.count("\n") == 1, err
+    code, out, _ = _run(capsys, "generate", "--compiled-model-path", "unused", "--chat", "--prompt",
+                        "A longer question", "--max-new-tokens", "4", "--compare-cpu", "--json")
+    assert code == 0 and json.loads(out)["equal_to_cpu"]  # past the largest bucket (32): chunked, equal all the same
+    code, _, err = _run(capsys, "generate", "--compiled-model-path", "unused", "--chat", "--prompt", "Hi",
+                        "--max-new-tokens", "50")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "and max_new_tokens 50 need 73 cache slots per row, but the cache holds 64: raise --seq-len" in err
 
 
 def test_bench_compiled_writes_nxdi_report(loaded_app, tmp_path, capsys):
@@ -180,8 +183,9 @@ def test_bench_compiled_writes_nxdi_report(loaded_app, tmp_path, capsys):
 
 def test_bench_compiled_refuses_what_was_not_compiled(loaded_app, tmp_path, capsys):
     for extra, message in ((["--batch-size", "5"], "exceeds the compiled batch size 4"),
-                           (["--input-length", "33"], "exceeds the largest compiled context bucket 32"),
-                           (["--input-length", "32", "--max-new-tokens", "40"], "exceed the compiled --seq-len 64")):
+                           (["--input-length", "32", "--max-new-tokens", "40"],
+                            "a prompt of 32 tokens and max_new_tokens 40 need 72 cache slots per row, but the cache "
+                            "holds 64: raise --seq-len (NeuronSettings.max_length, then recompile) to at least 72")):
         code, _, err = _run(capsys, "bench", "--compiled-model-path", "unused", *extra,
                             "--benchmark-report-path", str(tmp_path / "r.json"))
         assert code == 2 and message in err and err.count("\n") == 1, err

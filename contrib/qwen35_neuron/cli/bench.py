@@ -21,6 +21,7 @@ import torch
 from ..analysis.hardware import PRESETS
 from ..analysis.roofline import preset_report
 from ..config import ModelConfig, RunConfig, load_model_config
+from ..config.neuron_settings import MAX_LENGTH_OPTION
 from ..errors import InputError, Qwen35Error
 from ..runtime.benchmark import (
     DEFAULT_REPORT_PATH,
@@ -31,7 +32,7 @@ from ..runtime.benchmark import (
     write_benchmark_report,
 )
 from ..runtime.loading import load_engine
-from ..runtime.session import check_prompt, generate
+from ..runtime.session import check_capacity, check_prompt, generate
 from . import neuron_app
 from .options import SEED, add_run_options, check_run_against_model, run_config_from_args
 from .progress import Progress, add_progress_options
@@ -148,12 +149,7 @@ def _bench_neuron(args: argparse.Namespace, progress: Progress) -> tuple[Benchma
     length = args.input_length or settings.max_context_length
     if args.batch_size > settings.batch_size:
         raise InputError(f"--batch-size {args.batch_size} exceeds the compiled batch size {settings.batch_size}")
-    if length > settings.max_context_length:
-        raise InputError(f"--input-length {length} exceeds the largest compiled context bucket "
-                         f"{settings.max_context_length}")
-    if length + args.max_new_tokens > settings.max_length:
-        raise InputError(f"--input-length {length} + --max-new-tokens {args.max_new_tokens} exceed the compiled "
-                         f"--seq-len {settings.max_length}: use fewer tokens")
+    check_capacity(length, args.max_new_tokens, settings.max_length, MAX_LENGTH_OPTION)
     prompts = benchmark_prompts(config, args.batch_size, length, _tokenizer_or_none(model_dir), args.seed)
     record = BenchmarkRecord(args.batch_size, length, args.max_new_tokens)
     from ..neuron.generation import generate_direct  # the SDK is loaded by now

@@ -46,16 +46,11 @@ def check_batch(prompts: list[list[int]], model: Any) -> None:
 
 
 def check_text_lengths(prompts: list[list[int]], model: Any, max_new_tokens: int) -> None:
-    """Text prompts fit the compiled graphs: a context bucket, and the cache with the new tokens."""
-    settings = model.config.settings()
-    for row, prompt in enumerate(prompts):
-        if len(prompt) > settings.max_context_length:
-            raise InputError(f"prompt {row} has {len(prompt)} tokens, more than the largest compiled context bucket "
-                             f"({settings.max_context_length}): shorten it or recompile with a larger "
-                             "--context-encoding-buckets")
-        if len(prompt) + max_new_tokens > settings.max_length:
-            raise InputError(f"prompt {row} ({len(prompt)} tokens) + --max-new-tokens {max_new_tokens} exceed the "
-                             f"compiled --seq-len {settings.max_length}: generate fewer tokens or recompile")
+    """Text prompts and their new tokens fit the compiled cache (a prompt past the largest context bucket
+    runs as several context encodings)."""
+    from ..neuron.generation import check_compiled_capacity
+
+    check_compiled_capacity(model, prompts, max_new_tokens)
 
 
 def generate_text(model: Any, prompts: list[list[int]], max_new_tokens: int, eos: tuple[int, ...], loop: str,

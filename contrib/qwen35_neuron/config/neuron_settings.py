@@ -27,6 +27,10 @@ NKILIB_GDN_CHUNK = 64  # nki-library's gdn_cte needs context lengths that are mu
 TOKEN_BUCKET_MIN = 512  # smallest default token-generation bucket: below it the KV read is noise beside the weights
 
 
+# How a user raises the cache of a compiled model (named in the one-line capacity errors)
+MAX_LENGTH_OPTION = "--seq-len (NeuronSettings.max_length, then recompile)"
+
+
 @dataclass(frozen=True)
 class NeuronSettings:
     """How one checkpoint is compiled for Trainium2. Defaults: trn2.3xlarge, 35B-A3B, batch 1."""

@@ -19,7 +19,9 @@ from typing import Callable
 
 import torch
 
+from ..config.neuron_settings import MAX_LENGTH_OPTION
 from ..errors import InputError
+from ..runtime.session import check_capacity
 
 
 @dataclass
@@ -61,11 +63,21 @@ def _next_tokens(outputs) -> torch.Tensor:
     return tokens.reshape(tokens.shape[0], -1)[:, -1].to(torch.long)
 
 
+def check_compiled_capacity(model, prompts: list[list[int]], max_new_tokens: int) -> None:
+    """Every prompt and its new tokens fit the compiled cache (``max_length``); any prompt length does
+    otherwise."""
+    max_length = model.config.settings().max_length
+    for prompt in prompts:
+        check_capacity(len(prompt), max_new_tokens, max_length, MAX_LENGTH_OPTION)
+
+
 def generate_direct(model, prompts: list[list[int]], max_new_tokens: int, eos_token_ids: tuple[int, ...] = (),
                     clock: Callable[[], float] = time.perf_counter) -> DirectResult:
-    """Greedy generation for up to ``batch_size`` prompts in rows 0..n-1, one forward per step."""
+    """Greedy generation for up to ``batch_size`` prompts in rows 0..n-1, one forward per step (the
+    application runs a prompt past the largest context bucket as several context encodings)."""
     if max_new_tokens < 1:
         raise InputError("max_new_tokens must be >= 1")
+    check_compiled_capacity(model, prompts, max_new_tokens)
     input_ids, mask, positions = right_padded(prompts)
     seq_ids = torch.arange(len(prompts), dtype=torch.int32)
     model.reset()

@@ -46,6 +46,7 @@ from ..model.nxdi_step import nxdi_speculative_step, nxdi_text_step, step_from_n
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
+from .chunked_prefill import chunk_rounds, run_rounds
 from .config import Qwen35MoeInferenceConfig
 from .kernel_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
@@ -210,8 +211,13 @@ class Qwen35ModelWrapper(ModelWrapper):
             return super()._forward(*args)
         sorted_args = [a.index_select(0, order) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == rows
                        else a for a in args]
-        per_request = 2 if self.neuron_config.on_device_sampling_config and self.neuron_config.output_logits else 1
-        return restore_order(super()._forward(*sorted_args), order, per_request)
+        return restore_order(super()._forward(*sorted_args), order, per_request_outputs(self.neuron_config))
+
+
+def per_request_outputs(neuron_config) -> int:
+    """Graph outputs with one row per request before the state buffers: tokens or logits, and the
+    logits beside on-device tokens when ``output_logits``."""
+    return 2 if neuron_config.on_device_sampling_config and neuron_config.output_logits else 1
 
 
 class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
@@ -228,6 +234,29 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
 
     def get_model_wrapper_cls(self):
         return Qwen35ModelWrapper
+
+    def _is_prefill(self, position_ids) -> bool:
+        """NxDI runs the context-encoding graph when some row starts at position 0. A later chunk of a
+        long prompt starts further on and is a context encoding all the same: so is every call with
+        more than one slot per row (we compile no speculation graphs)."""
+        return position_ids.shape[-1] > 1 or super()._is_prefill(position_ids)
+
+    def _get_model_outputs(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden,
+                           adapter_ids, medusa_args, llava_args, *args, **kwargs):
+        """NxDI's routing; a context encoding wider than the largest bucket runs as chunks of it
+        (:mod:`.chunked_prefill`), each through NxDI's routing, padding and CPU-mode state copy-back."""
+        def call(ids, mask, positions, rows, vl):
+            return super(Qwen35MoeForCausalLM, self)._get_model_outputs(
+                ids, mask, positions, _rows(seq_ids, rows), _rows(sampling_params, rows), _rows(prev_hidden, rows),
+                _rows(adapter_ids, rows), medusa_args, vl, *args, **kwargs)
+
+        buckets = self.config.settings().context_buckets
+        if input_ids.shape[-1] <= max(buckets):
+            return call(input_ids, attention_mask, position_ids, None, llava_args)
+        rounds = chunk_rounds(input_ids, attention_mask, position_ids, list(llava_args or []), buckets)
+        return run_rounds(rounds, lambda r: call(r.input_ids, r.attention_mask, r.position_ids, r.rows, r.llava_args),
+                          carry=lambda outputs: self._copy_past_key_values(outputs),
+                          per_row_outputs=per_request_outputs(self.neuron_config))
 
     def get_compiler_args(self):
         """None keeps NxDI's per-graph defaults (they carry --lnc); custom args get --lnc added."""
@@ -267,6 +296,13 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
     def load_hf_model(model_path):
         raise Qwen35Error(f"{Qwen35MoeForCausalLM.__name__} never builds the Hugging Face model: weights stream "
                           f"from {model_path}/*.safetensors through get_state_dict")
+
+
+def _rows(tensor, rows: torch.Tensor | None):
+    """A per-row input of NxDI's forward for the rows of one chunk call (None and non-row inputs pass)."""
+    if rows is None or not isinstance(tensor, torch.Tensor) or tensor.dim() == 0 or tensor.numel() == 0:
+        return tensor
+    return tensor.index_select(0, rows)
 
 
 class Qwen35ForCausalLM(Qwen35MoeForCausalLM):

@@ -28,15 +28,13 @@ from typing import Sequence
 import torch
 
 from ..config import ModelConfig, RunConfig, load_model_config
+from ..config.neuron_settings import MAX_LENGTH_OPTION
 from ..errors import InputError, UnsupportedConfigError
 from ..runtime.session import RowState, advance_rows, check_prompt, check_rows, decoding_rows
 from ..vision.preprocess import ImageProcessorConfig, load_image_processor_config
 from ..vl import PreparedBatch, VisionRunner, VLRequest, load_vision_tower, prepare_batch, scatter_images, tower_runner
 from .generation import decode_mask, right_padded
 from .vl_inputs import cte_inputs, tkg_inputs
-
-
-NEURON_CAPACITY_OPTION = "max_length (NeuronSettings.max_length, compile_text.py --max-length; recompile)"
 
 
 def host_run_config(settings, vision_buckets: Sequence[int] | None = None) -> RunConfig:
@@ -78,7 +76,7 @@ class NeuronVLSession:
                              dtype=self.run.torch_dtype)
 
     def _check_prompt(self, prompt: list[int], max_new_tokens: int) -> None:
-        check_prompt(prompt, self.text, self.run, max_new_tokens, NEURON_CAPACITY_OPTION)
+        check_prompt(prompt, self.text, self.run, max_new_tokens, MAX_LENGTH_OPTION)
 
     def prefill(self, requests: Sequence[VLRequest], rows: Sequence[int] | None = None, *,
                 max_new_tokens: int = 0) -> list[int]:

@@ -32,6 +32,7 @@ from ..errors import InputError
 
 NXDI_STANDARD_INPUTS = 7  # input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden, adapter_ids
 CTE_VL_INPUTS = ("image_embeds", "image_mask", "rotary_position_ids")
+CTE_VL_SEQ_DIMS = (1, 1, 2)  # the token-slot dim of each CTE VL input (cut per chunk, padded per bucket)
 TKG_VL_INPUTS = ("rope_delta",)
 
 
@@ -95,8 +96,8 @@ def fit_inputs(is_cte: bool, given: Sequence[torch.Tensor], position_ids: torch.
         return (given[0].to(torch.int32),)
     length = position_ids.shape[1]
     embeds, mask, rotary = given
-    return (_fit_length(embeds.to(dtype), 1, length), _fit_length(mask.to(torch.int32), 1, length),
-            _fit_length(rotary.to(torch.int32), 2, length))
+    dtypes = (dtype, torch.int32, torch.int32)
+    return tuple(_fit_length(t.to(d), dim, length) for t, d, dim in zip((embeds, mask, rotary), dtypes, CTE_VL_SEQ_DIMS))
 
 
 def batch_order(seq_ids: torch.Tensor, max_batch_size: int) -> torch.Tensor:

@@ -49,10 +49,16 @@ def check_prompt(prompt: list[int], text: TextConfig, run: RunConfig, max_new_to
     bad = [t for t in prompt if not 0 <= int(t) < vocab]
     if bad:
         raise InputError(f"token id {bad[0]} is outside the vocabulary [0, {vocab}): check the tokenizer/model pair")
-    if len(prompt) + max_new_tokens > capacity:
-        need = len(prompt) + max_new_tokens
-        raise InputError(f"a prompt of {len(prompt)} tokens and max_new_tokens {max_new_tokens} need {need} cache "
-                         f"slots per row, but the cache holds {capacity}: raise {capacity_option} to at least {need} "
+    check_capacity(len(prompt), max_new_tokens, capacity, capacity_option)
+
+
+def check_capacity(length: int, max_new_tokens: int, capacity: int, capacity_option: str = CAPACITY_OPTION) -> None:
+    """A prompt of ``length`` tokens and the tokens generated after it fit a row's cache (any length
+    does otherwise: a prompt past the largest context bucket is prefilled in chunks)."""
+    need = length + max_new_tokens
+    if need > capacity:
+        raise InputError(f"a prompt of {length} tokens and max_new_tokens {max_new_tokens} need {need} cache slots "
+                         f"per row, but the cache holds {capacity}: raise {capacity_option} to at least {need} "
                          "or generate fewer tokens")
 
 
