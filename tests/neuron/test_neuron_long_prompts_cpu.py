@@ -85,3 +85,23 @@ def test_tail_lengths(fake_sdk_modules, tiny_dir, length):
     assert ours.tokens == generate(load_engine(tiny_dir, cpu_run())[1], [prompt], NEW, eos_token_ids=()).tokens
     chunks = [c for c in calls if c[1] > 1]
     assert len(chunks) == -(-length // 8) and chunks[-1][2] == 8 * (len(chunks) - 1)
+
+
+def test_long_prompt_on_a_model_with_a_verify_graph(fake_sdk_modules, tmp_path):
+    """Compiled with MTP speculation (a verify graph of K + 1 = 3 slots): no chunk goes out 3 slots wide
+    (NxDI would route it to the verify graph), and the chunked prefill's first token is plain greedy's."""
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.neuron.generation import right_padded
+    from qwen35_neuron.testing.drafting import build_drafting_checkpoint
+    from qwen35_neuron.testing.tiny import tiny_config_dict
+
+    model_dir = str(build_drafting_checkpoint(tmp_path, tiny_config_dict(), seed=1, mix_scale=0.2))
+    app, module = build_application(neuron, model_dir, num_speculative_tokens=2, **SETTINGS)
+    calls = graph_calls(module)
+    prompt = LONG[:35]  # a three-token tail
+    input_ids, mask, positions = right_padded([prompt])
+    out = app(input_ids=input_ids, attention_mask=mask, position_ids=positions, seq_ids=torch.tensor([0]))
+    packed = out.tokens if out.tokens is not None else out.logits  # [first token, K drafts]
+    first = generate(load_engine(model_dir, cpu_run())[1], [prompt], 1, eos_token_ids=()).tokens[0]
+    assert int(packed.reshape(1, -1)[0, 0]) == first[0]
+    assert [c[1:] for c in calls] == [(8, 0), (8, 8), (8, 16), (8, 24), (4, 32)]  # the tail sent 4 wide, not 3

@@ -26,7 +26,6 @@ from ..runtime.buckets import Chunk, chunk_window, prefill_rounds
 from .vl_inputs import CTE_VL_SEQ_DIMS
 
 NXDI_PAD_POSITION = 1  # what NxDI's wrapper pads position ids with (our graphs read only slot 0)
-MIN_CTE_WIDTH = 2  # a one-slot call is token generation to NxDI (and to our graphs)
 
 
 @dataclass(frozen=True)
@@ -42,23 +41,32 @@ class ChunkRound:
 
 
 def chunk_rounds(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                 llava_args: Sequence[torch.Tensor], buckets: Sequence[int]) -> list[ChunkRound]:
-    """The rounds of a right-padded context encoding [B, S] whose S exceeds the largest bucket.
-    A row without real tokens takes part in the first round only (it keeps its state there)."""
+                 llava_args: Sequence[torch.Tensor], buckets: Sequence[int], avoid: set[int]) -> list[ChunkRound]:
+    """The rounds of a right-padded context encoding [B, S] whose S exceeds the largest bucket, none
+    sent at a width in ``avoid`` (widths NxDI routes elsewhere). A row without real tokens takes part
+    in the first round only (it keeps its state there)."""
     lengths = [int(n) for n in attention_mask.to(torch.long).sum(dim=1).tolist()]
     real = [i for i, n in enumerate(lengths) if n > 0]
     rounds = [[(real[j], chunk) for j, chunk in members]
               for members in (prefill_rounds([lengths[i] for i in real], tuple(buckets)) if real else [[]])]
     rounds[0] = sorted(rounds[0] + [(i, Chunk(0, 0, 0)) for i, n in enumerate(lengths) if n == 0])
     final = {i: k for k, members in enumerate(rounds) for i, _ in members}  # each row's last round
-    return [_round(members, [final[i] == k for i, _ in members], input_ids, attention_mask, position_ids, llava_args)
+    return [_round(members, [final[i] == k for i, _ in members], input_ids, attention_mask, position_ids, llava_args,
+                   chunk_width(max(chunk.length for _, chunk in members), avoid))
             for k, members in enumerate(rounds)]
 
 
-def _round(members: list[tuple[int, Chunk]], last: list[bool], input_ids: torch.Tensor,
-           attention_mask: torch.Tensor, position_ids: torch.Tensor, llava_args: Sequence[torch.Tensor]) -> ChunkRound:
-    width = max(MIN_CTE_WIDTH, max(chunk.length for _, chunk in members))
+def chunk_width(tokens: int, avoid: set[int]) -> int:
+    """The slots a call of ``tokens`` real tokens is sent with: the tokens, right padded past any width
+    NxDI would route to another graph (one slot: token generation; the verify length)."""
+    width = max(tokens, 1)
+    while width in avoid:
+        width += 1
+    return width
 
+
+def _round(members: list[tuple[int, Chunk]], last: list[bool], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+           position_ids: torch.Tensor, llava_args: Sequence[torch.Tensor], width: int) -> ChunkRound:
     def cut(full: torch.Tensor, dim: int = 0, value: float = 0) -> torch.Tensor:
         return torch.stack([chunk_window(full[i], dim, chunk, width, value) for i, chunk in members])
 

@@ -214,6 +214,11 @@ class Qwen35ModelWrapper(ModelWrapper):
         return restore_order(super()._forward(*sorted_args), order, per_request_outputs(self.neuron_config))
 
 
+def non_cte_widths(neuron_config) -> set[int]:
+    """Call widths NxDI routes to a token-generation or verify graph when no row starts at position 0."""
+    return {1, neuron_config.speculation_length} - {0}
+
+
 def per_request_outputs(neuron_config) -> int:
     """Graph outputs with one row per request before the state buffers: tokens or logits, and the
     logits beside on-device tokens when ``output_logits``."""
@@ -238,8 +243,10 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
     def _is_prefill(self, position_ids) -> bool:
         """NxDI runs the context-encoding graph when some row starts at position 0. A later chunk of a
         long prompt starts further on and is a context encoding all the same: so is every call with
-        more than one slot per row (we compile no speculation graphs)."""
-        return position_ids.shape[-1] > 1 or super()._is_prefill(position_ids)
+        more than one slot per row that is not a verify call (``speculation_length`` slots; chunks are
+        never sent at that width, see :func:`.chunked_prefill.chunk_width`)."""
+        width = position_ids.shape[-1]
+        return super()._is_prefill(position_ids) or width not in non_cte_widths(self.neuron_config)
 
     def _get_model_outputs(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden,
                            adapter_ids, medusa_args, llava_args, *args, **kwargs):
@@ -253,7 +260,8 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
         buckets = self.config.settings().context_buckets
         if input_ids.shape[-1] <= max(buckets):
             return call(input_ids, attention_mask, position_ids, None, llava_args)
-        rounds = chunk_rounds(input_ids, attention_mask, position_ids, list(llava_args or []), buckets)
+        rounds = chunk_rounds(input_ids, attention_mask, position_ids, list(llava_args or []), buckets,
+                              avoid=non_cte_widths(self.neuron_config))
         return run_rounds(rounds, lambda r: call(r.input_ids, r.attention_mask, r.position_ids, r.rows, r.llava_args),
                           carry=lambda outputs: self._copy_past_key_values(outputs),
                           per_row_outputs=per_request_outputs(self.neuron_config))
