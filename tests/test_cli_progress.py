@@ -34,17 +34,19 @@ def test_progress_goes_to_stderr_and_json_stays_clean(capsys, tiny_dir):
 
 
 def test_long_decoding_reports_at_intervals():
-    clock = iter(float(t) for t in range(100))
+    now = [0.0]
     stream = io.StringIO()
-    progress = Progress(True, stream=stream, clock=lambda: next(clock), interval_s=3.0)
+    progress = Progress(True, stream=stream, clock=lambda: now[0], interval_s=3.0)
     listener = progress.generation(rows=2, max_new_tokens=50)
     listener(CONTEXT_ENCODING, 0.25)
-    for _ in range(9):
+    listener(CONTEXT_ENCODING, 0.125)  # a chunked prefill's second call
+    for _ in range(9):  # one decode step per second
+        now[0] += 1.0
         listener(TOKEN_GENERATION, 0.5)
     lines = stream.getvalue().splitlines()
-    assert "prefill of 2 prompt(s): 250 ms" in lines[0]
-    decode = [line for line in lines if "decoding" in line]
-    assert 2 <= len(decode) <= 4 and "of up to 50 per row, 2.0 steps/s" in decode[0]
+    assert "prefill of 2 prompt(s): 250 ms" in lines[0] and "prefill continues (call 2): 125 ms" in lines[1]
+    decode = [line.split("] ", 1)[1] for line in lines if "decoding" in line]
+    assert decode == [f"decoding: token {n} of up to 50 per row, 2.0 steps/s" for n in (4, 7, 10)]
     silent = io.StringIO()
     Progress(False, stream=silent).generation(1, 5)(CONTEXT_ENCODING, 1.0)
     assert silent.getvalue() == ""

@@ -50,13 +50,17 @@ class Progress:
         self.say(f"{message}: done in {self.clock() - start:.1f}s")
 
     def generation(self, rows: int, max_new_tokens: int) -> Callable[[str, float], None]:
-        """A :class:`~qwen35_neuron.runtime.benchmark.PhaseTimer` listener: one line for the
-        prefill, then one every ``interval_s`` seconds of decoding."""
-        state = {"steps": 0, "decode_s": 0.0, "last": self.clock()}
+        """A :class:`~qwen35_neuron.runtime.benchmark.PhaseTimer` listener: one line per prefill call
+        (a prompt longer than the largest bucket takes several), then one every ``interval_s`` seconds
+        of decoding."""
+        state = {"steps": 0, "decode_s": 0.0, "last": self.clock(), "prefill_calls": 0}
 
         def listener(phase: str, seconds: float) -> None:
             if phase == CONTEXT_ENCODING:
-                self.say(f"prefill of {rows} prompt(s): {seconds * 1e3:.0f} ms")
+                state["prefill_calls"] += 1
+                calls = state["prefill_calls"]
+                where = f"prefill of {rows} prompt(s)" if calls == 1 else f"prefill continues (call {calls})"
+                self.say(f"{where}: {seconds * 1e3:.0f} ms")
                 return
             state["steps"] += 1
             state["decode_s"] += seconds
