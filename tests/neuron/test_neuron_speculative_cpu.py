@@ -9,7 +9,7 @@ import torch
 
 from nxdi_driver import TINY, NxdiDriver, build
 from qwen35_neuron.config.neuron_settings import NeuronSettings
-from qwen35_neuron.errors import UnsupportedConfigError
+from qwen35_neuron.errors import InputError, UnsupportedConfigError
 from qwen35_neuron.parallel.nxd_layout import state_buffers
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.drafting import build_drafting_checkpoint
@@ -36,11 +36,13 @@ def test_speculative_graphs_equal_plain_greedy(fake_sdk_modules, drafting_dirs, 
         layout = state_buffers(config.text(), 4, 64, torch.float32, 1, mtp=True)
         assert [aliases[p] for p in module.past_key_values] == list(range(1, 1 + len(layout)))  # MTP K/V aliased too
         driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
-        ours = generate_speculative_direct(driver, prompts, 12, num_drafts, TINY["max_length"])
+        ours = generate_speculative_direct(driver, prompts, 12, num_drafts)
         assert ours.tokens == reference, num_drafts
         assert driver.calls[0] == "cte16" and set(driver.calls[1:]) == {"tkg"}  # then verify calls only
         assert all(a > 0 for a in ours.acceptance.accepted)
         assert len(driver.calls) - 1 == len(ours.step_s) < 11  # fewer verify calls than decode steps
+    with pytest.raises(InputError, match="compiled with num_speculative_tokens=2"):
+        generate_speculative_direct(driver, prompts, 4, 3)
 
 
 def test_speculation_settings_are_checked():

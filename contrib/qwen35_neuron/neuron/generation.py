@@ -71,10 +71,10 @@ def check_compiled_capacity(model, prompts: list[list[int]], max_new_tokens: int
         check_capacity(len(prompt), max_new_tokens, max_length, MAX_LENGTH_OPTION)
 
 
-def generate_direct(model, prompts: list[list[int]], max_new_tokens: int, eos_token_ids: tuple[int, ...] = (),
-                    clock: Callable[[], float] = time.perf_counter) -> DirectResult:
-    """Greedy generation for up to ``batch_size`` prompts in rows 0..n-1, one forward per step (the
-    application runs a prompt past the largest context bucket as several context encodings)."""
+def context_encode(model, prompts: list[list[int]], max_new_tokens: int,
+                   clock: Callable[[], float] = time.perf_counter) -> tuple[object, torch.Tensor, float]:
+    """``model.reset()``, then the context encoding of the right-padded prompts in rows 0..n-1 (the
+    application runs a prompt past the largest context bucket as several): (outputs, seq_ids, seconds)."""
     if max_new_tokens < 1:
         raise InputError("max_new_tokens must be >= 1")
     check_compiled_capacity(model, prompts, max_new_tokens)
@@ -82,9 +82,16 @@ def generate_direct(model, prompts: list[list[int]], max_new_tokens: int, eos_to
     seq_ids = torch.arange(len(prompts), dtype=torch.int32)
     model.reset()
     start = clock()
-    next_tokens = _next_tokens(model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                     seq_ids=seq_ids)).tolist()
-    result = DirectResult(tokens=[[] for _ in prompts], ttft_s=clock() - start)
+    outputs = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, seq_ids=seq_ids)
+    return outputs, seq_ids, clock() - start
+
+
+def generate_direct(model, prompts: list[list[int]], max_new_tokens: int, eos_token_ids: tuple[int, ...] = (),
+                    clock: Callable[[], float] = time.perf_counter) -> DirectResult:
+    """Greedy generation for up to ``batch_size`` prompts in rows 0..n-1, one forward per step."""
+    outputs, seq_ids, ttft = context_encode(model, prompts, max_new_tokens, clock)
+    next_tokens = _next_tokens(outputs).tolist()
+    result = DirectResult(tokens=[[] for _ in prompts], ttft_s=ttft)
     lengths = [len(p) for p in prompts]
     active = [True] * len(prompts)
     eos = set(eos_token_ids)

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import InputError
 from ..runtime.speculative import AcceptanceStats, check_num_drafts, emit
-from .generation import right_padded
+from .generation import context_encode
 
 
 @dataclass
@@ -54,19 +54,19 @@ def verify_inputs(lengths: list[int], next_tokens: list[int], drafts: torch.Tens
 
 
 def generate_speculative_direct(model, prompts: list[list[int]], max_new_tokens: int, num_drafts: int,
-                                max_length: int, eos_token_ids: tuple[int, ...] = (),
+                                eos_token_ids: tuple[int, ...] = (),
                                 clock: Callable[[], float] = time.perf_counter) -> SpeculativeDirectResult:
     """Greedy generation for up to ``batch_size`` prompts in rows 0..n-1 with a model compiled with
-    ``num_speculative_tokens == num_drafts``; ``max_length`` is its cache length per row."""
+    ``num_speculative_tokens == num_drafts``."""
     check_num_drafts(num_drafts)
-    if max_new_tokens < 1:
-        raise InputError("max_new_tokens must be >= 1")
-    input_ids, mask, positions = right_padded(prompts)
-    seq_ids = torch.arange(len(prompts), dtype=torch.int32)
-    model.reset()
-    start = clock()
-    packed = _packed(model(input_ids=input_ids, attention_mask=mask, position_ids=positions, seq_ids=seq_ids))
-    result = SpeculativeDirectResult([[] for _ in prompts], AcceptanceStats(num_drafts), ttft_s=clock() - start)
+    settings = model.config.settings()
+    if settings.num_speculative_tokens != num_drafts:
+        raise InputError(f"the model was compiled with num_speculative_tokens={settings.num_speculative_tokens}, "
+                         f"not {num_drafts}: recompile or ask for {settings.num_speculative_tokens} drafts")
+    max_length = settings.max_length
+    outputs, seq_ids, ttft = context_encode(model, prompts, max_new_tokens, clock)
+    packed = _packed(outputs)
+    result = SpeculativeDirectResult([[] for _ in prompts], AcceptanceStats(num_drafts), ttft_s=ttft)
     eos = set(eos_token_ids)
     lengths = [len(p) for p in prompts]
     next_tokens, drafts = packed[:, 0].tolist(), packed[:, 1:]
