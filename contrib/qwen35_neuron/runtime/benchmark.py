@@ -11,8 +11,10 @@ keys with the same definitions, so one reader serves NxDI's reports and ours.
 :class:`PhaseTimer` times the model calls of one generation without touching the loop that makes
 them: it wraps the CPU engine (``forward``) or a loaded NxDI application (called directly); a call is
 context encoding when it is the first after ``reset()`` or carries more than one token per row,
-token generation otherwise. Context-encoding latency is one prefill of the whole batch (NxDI's
-application may split it into several calls of its context-encoding graph; NxDI's report times each).
+token generation otherwise. A context-encoding latency is one context-encoding call of the whole batch
+(a prompt past the largest bucket takes several calls, each timed, as NxDI's report times every call
+of its context-encoding graph; NxDI's application may also split a batch into ``ctx_batch_size``
+calls that it times one by one, where we time the application's call).
 """
 
 from __future__ import annotations
