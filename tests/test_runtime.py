@@ -199,3 +199,14 @@ def test_a_row_without_tokens_keeps_its_state_even_at_position_zero(tiny_dir):
     engine.forward(ids, text_rotary_positions(start, 1, torch.zeros(2, dtype=torch.long)), start,
                    torch.tensor([1, 0]), torch.tensor([0, 1]))
     assert all(torch.equal(b[1], a[1]) for b, a in zip(before, engine.states[0]))
+
+
+def test_a_prompt_that_fills_a_bucket_takes_the_next_one_as_in_nxdi():
+    """NxDI's ModelWrapper._get_seq_bucket (first fit) is strict except for the largest bucket; the real
+    function is compared with ours for every length in tests/real_sdk."""
+    from qwen35_neuron.runtime.buckets import choose_bucket
+
+    buckets = (8, 16, 32)
+    assert [choose_bucket(n, buckets) for n in (1, 7, 8, 15, 16, 31, 32)] == [8, 8, 16, 16, 32, 32, 32]
+    with pytest.raises(InputError, match="longer than the largest context bucket"):
+        choose_bucket(33, buckets)

@@ -85,7 +85,7 @@ def test_state_buffers_are_aliased_in_order(fake_sdk_modules, tiny_dir):
     layout = state_buffers(config.text(), 4, 64, torch.float32, 1)
     assert [aliases[p] for p in module.past_key_values] == list(range(1, 1 + len(layout)))
     assert [(tuple(p.shape), p.dtype) for p in module.past_key_values] == [(b.shape, b.dtype) for b in layout]
-    assert module.kv_mgr is None and len(module.past_key_values) == 8
+    assert module.kv_mgr.past_key_values is module.past_key_values and len(module.past_key_values) == 8
 
 
 @pytest.mark.parametrize("name", ["default", "head_dim_256", "dense_tied"])  # dense_tied: the qwen3_5 family

@@ -59,6 +59,8 @@ class NeuronSettings:
     # default parameters, and top_k 1, are greedy); off: logits come back to the host.
     on_device_sampling: bool = False
     output_logits: bool = False
+    # NxDI's CPU mode (``to_cpu()``): NxDI's sampler takes torch's argmax instead of its device kernel
+    on_cpu: bool = False
     save_sharded_checkpoint: bool = True  # shard once at compile time instead of at every load
     compiler_args: str | None = None  # None: NxDI's per-graph defaults (they include --lnc)
     # MTP speculative decoding: K drafts per verify graph of K+1 slots (0: plain token generation).
@@ -193,6 +195,7 @@ def neuron_config_kwargs(settings: NeuronSettings) -> dict[str, Any]:
         "token_generation_buckets": list(settings.token_generation_buckets),
         "save_sharded_checkpoint": settings.save_sharded_checkpoint,
         "output_logits": settings.output_logits,
+        "on_cpu": settings.on_cpu,
         "moe_tp_degree": settings.tp_degree,
         "moe_ep_degree": 1,
         "router_config": {"act_fn": "softmax", "dtype": "float32"},

@@ -48,6 +48,10 @@ UNSUPPORTED_SERVING_MODES = {
 # NxDI keywords our model needs that NxDI's defaults get wrong for it, filled in when a caller (vLLM-Neuron)
 # does not pass them: MoE weights sharded over all TP ranks, an fp32 softmax router.
 NEURON_CONFIG_DEFAULTS = {"moe_ep_degree": 1, "router_config": {"act_fn": "softmax", "dtype": "float32"}}
+# Hugging Face PretrainedConfig fields NxDI's host code reads from the config when a caller passes none
+# (``NeuronBaseForCausalLM._setup_func_config``: output_attentions / output_hidden_states; the HF
+# adapter builds a PretrainedConfig from ours). AutoConfig would bring them; our parser does not.
+HF_GENERIC_DEFAULTS = {"output_attentions": False, "output_hidden_states": False, "return_dict": True}
 
 
 def load_qwen35_config(model_dir: str | os.PathLike) -> Callable[[InferenceConfig], None]:
@@ -119,6 +123,13 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
         super().__init__(neuron_config, fused_spec_config=fused_spec_config, load_config=_our_hook(load_config),
                          metadata=metadata, **kwargs)
 
+    def add_derived_config(self) -> None:
+        """NxDI's derived fields, plus the generic HF fields its host code reads (also after a reload)."""
+        super().add_derived_config()
+        for name, value in HF_GENERIC_DEFAULTS.items():
+            if not hasattr(self, name):
+                setattr(self, name, value)
+
     def get_required_attributes(self) -> list[str]:
         return list(TEXT_ATTRIBUTES)
 
@@ -148,6 +159,7 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
         raw.setdefault("dtype", str(nc.torch_dtype).rsplit(".", 1)[-1])
         raw.setdefault("on_device_sampling", nc.on_device_sampling_config is not None)
         raw.setdefault("output_logits", nc.output_logits)
+        raw.setdefault("on_cpu", nc.on_cpu)
         raw.setdefault("max_length", nc.max_length)
         raw.setdefault("context_buckets", tuple(nc.context_encoding_buckets or [nc.max_context_length]))
         raw.setdefault("token_buckets", tuple(nc.token_generation_buckets or [nc.max_length]))

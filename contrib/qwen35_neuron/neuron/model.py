@@ -3,9 +3,10 @@
 ``NeuronQwen35MoeModel`` is the traced module (one graph per bucket, CTE and TKG). It holds the
 text model's modules under their canonical names, so the converted checkpoint loads by name, and
 one state buffer per :func:`~qwen35_neuron.parallel.nxd_layout.state_buffers` entry in the
-``past_key_values`` ParameterList with ``kv_mgr = None``: NxDI's model instance then aliases
-buffer i to state output i in every graph (KV only for attention layers, conv and fp32 recurrent
-state only for DeltaNet layers; no dummy KV).
+``past_key_values`` ParameterList, shown to NxDI as ``kv_mgr.past_key_values``
+(:class:`HybridStateView`): NxDI's model instance then aliases buffer i to state output i in every
+graph (KV only for attention layers, conv and fp32 recurrent state only for DeltaNet layers; no
+dummy KV), and in NxDI's CPU mode copies the returned states back into them.
 
 The traced forward takes NxDI's standard inputs and derives ours from them
 (:func:`step_from_nxdi`): the cache position of slot 0 is ``position_ids[:, 0]`` (KV write index and
@@ -18,8 +19,8 @@ Images: after the standard inputs every graph takes the VL inputs of :mod:`.vl_i
 delta. :class:`Qwen35ModelWrapper` traces them and fills in their text values when a caller passes
 none, so one set of graphs serves text and images.
 
-Not run on hardware: checked on a CPU with stand-ins for the SDK classes (tests/neuron) and
-against the pinned SDK's names with the manifest check.
+Not run on hardware: checked on a CPU inside the real NxDI / NxD Python in NxDI's CPU mode
+(tests/real_sdk) and against the pinned SDK's names with the manifest check.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from .kernel_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
 from .vl_inputs import (
     NXDI_STANDARD_INPUTS,
+    PaddedCall,
     batch_order,
     fit_inputs,
     full_batch_order,
@@ -60,6 +62,21 @@ from .vl_inputs import (
     text_inputs,
     vl_input_names,
 )
+
+
+class HybridStateView:
+    """What NxDI's host code reads of a model's cache manager: ``past_key_values``, the state buffers
+    in output order.
+
+    NxDI's model instance aliases ``kv_mgr.past_key_values[i]`` to state output i (on trn2 the device
+    keeps them), and in CPU mode the application and the wrapper copy each returned state into
+    ``kv_mgr.past_key_values[i]``. Our hybrid cache is not a KVCacheManager (DeltaNet layers hold conv
+    and recurrent state, no KV), so the model owns its buffers and shows them here. Not a module: the
+    parameter names stay ``past_key_values.{i}``.
+    """
+
+    def __init__(self, buffers: nn.ParameterList) -> None:
+        self.past_key_values = buffers
 
 
 class NeuronQwen35MoeModel(NeuronBaseModel):
@@ -78,9 +95,13 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
     def init_model(self, config: Qwen35MoeInferenceConfig) -> None:
         text, settings = config.text(), config.settings()
         self.num_drafts = settings.num_speculative_tokens
-        # speculation picks tokens in the graph (greedy acceptance, MTP drafts): it needs the whole vocabulary
+        # The LM head keeps its vocabulary shard when the graph samples: NxD's argmax reduces across the
+        # ranks. It gathers the whole vocabulary when the host samples (logits out), for speculation (greedy
+        # acceptance and MTP drafts in the graph), and in NxDI's CPU mode (on_cpu), whose sampler takes
+        # torch's argmax of this rank's logits.
+        self.logits_gathered = not self.on_device_sampling or self.num_drafts > 0 or config.neuron_config.on_cpu
         provider = NxdProvider(settings.tp_degree, config.neuron_config.torch_dtype,
-                               gather_logits=not self.on_device_sampling or self.num_drafts > 0)
+                               gather_logits=self.logits_gathered)
         core = Qwen35TextModel(text, provider, moe_impl="static", chunk_size=settings.gdr_chunk_size,
                                moe_block_size=settings.moe_block_size,
                                ops=neuron_ops(settings, text))
@@ -104,11 +125,11 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         nc = config.neuron_config
         if self.on_device_sampling:
             self.sampler = create_sampler(nc, lm_head_tp_degree=nc.tp_degree)
-        self.kv_mgr = None  # NxDI's get() then aliases self.past_key_values, one buffer per state
         self.state_layout = state_buffers(self.text, nc.kv_cache_batch_size, nc.max_length, nc.torch_dtype,
                                           nc.tp_degree, mtp=self.num_drafts > 0)
         self.past_key_values = nn.ParameterList(
             nn.Parameter(torch.zeros(buf.shape, dtype=buf.dtype), requires_grad=False) for buf in self.state_layout)
+        self.kv_mgr = HybridStateView(self.past_key_values)  # what NxDI aliases and copies back
 
     def restore_fp32(self) -> None:
         """Undo the global cast of ``cast_type='config'`` where fp32 is part of the contract: the
@@ -139,7 +160,7 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         if self.on_device_sampling:
             outputs = [self._sample_on_device(logits, sampling_params, False, input_ids.shape[1] > 1)]
             if self.neuron_config.output_logits:
-                outputs.append(gather_from_tensor_model_parallel_region(logits))
+                outputs.append(logits if self.logits_gathered else gather_from_tensor_model_parallel_region(logits))
         else:
             outputs = [logits]  # output_logits needs on-device sampling (NeuronSettings checks it)
         return outputs + list(new_states)
@@ -160,16 +181,23 @@ class Qwen35ModelInstance(DecoderModelInstance):
 
 
 class Qwen35ModelWrapper(ModelWrapper):
-    """NxDI's wrapper with the VL inputs after the seven standard ones (see :mod:`.vl_inputs`).
+    """NxDI's wrapper with the VL inputs after the seven standard ones (see :mod:`.vl_inputs`), and
+    partial batches that leave the rows nobody asked for untouched.
 
     NxD routes a call to the graph whose traced input shapes it matches exactly, so every call must
-    carry the VL inputs: callers without images get the text values in :meth:`pad_inputs`. NxDI's own
-    partial-batch path (``_forward_with_pad``) passes on only the first eight inputs, so the VL ones
-    are padded here in its row order and put back in :meth:`_forward`. A call covering every state row
-    runs with its rows sorted by seq id (the graph then updates the buffers in place, row by row).
+    carry the VL inputs: callers without images get the text values in :meth:`pad_inputs`.
+
+    A call with fewer rows than the compiled batch goes through NxDI's ``_forward_with_pad``: it fills
+    the missing seq ids with copies of the first row and runs every row. For a KV cache that rewrites
+    the same values; for DeltaNet's recurrent state it would advance (or, in a context encoding,
+    restart) every other row with the first row's tokens. So the filled rows get an all-zero attention
+    mask here - a row without real tokens keeps its state in our graphs - and the VL inputs, which
+    NxDI does not pass on (it keeps only the first eight inputs), are padded in its row order. Both
+    happen on the host, the same on a trn2 host and in NxDI's CPU mode. A call covering every state
+    row runs with its rows sorted by seq id (the graph then updates the buffers in place, row by row).
     """
 
-    _vl_padded: tuple | None = None
+    _padded_call: PaddedCall | None = None
 
     def get_model_instance(self) -> Qwen35ModelInstance:
         return Qwen35ModelInstance(model_cls=self.model_cls, config=self.config, **self.model_init_kwargs)
@@ -192,19 +220,18 @@ class Qwen35ModelWrapper(ModelWrapper):
         return (*standard, *vl)
 
     def _forward_with_pad(self, *args):
-        if len(args) <= NXDI_STANDARD_INPUTS:
-            return super()._forward_with_pad(*args)
         nc = self.neuron_config
         order = batch_order(args[3], nc.max_batch_size)
-        self._vl_padded = pad_rows(args[NXDI_STANDARD_INPUTS:], order, nc.batch_size)
+        self._padded_call = PaddedCall(filler_rows=order >= args[3].shape[0],
+                                       vl_inputs=pad_rows(args[NXDI_STANDARD_INPUTS:], order, nc.batch_size))
         try:
             return super()._forward_with_pad(*args[:NXDI_STANDARD_INPUTS])
         finally:
-            self._vl_padded = None
+            self._padded_call = None
 
     def _forward(self, *args):
-        if self._vl_padded is not None and len(args) == NXDI_STANDARD_INPUTS:
-            args = (*args, *self._vl_padded)
+        if self._padded_call is not None and len(args) == NXDI_STANDARD_INPUTS:
+            args = self._padded_call.complete(args)
         rows = args[3].shape[0]
         order = full_batch_order(args[3], self.neuron_config.kv_cache_batch_size)
         if order is None:

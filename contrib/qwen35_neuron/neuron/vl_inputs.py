@@ -23,6 +23,7 @@ run the same compiled graphs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -136,3 +137,18 @@ def restore_order(outputs, order: torch.Tensor, per_request: int):
     if isinstance(outputs, torch.Tensor):
         return outputs.index_select(0, inverse)
     return [o.index_select(0, inverse) if i < per_request else o for i, o in enumerate(outputs)]
+
+
+@dataclass(frozen=True)
+class PaddedCall:
+    """A partial batch as NxDI pads it (rows in its sorted order): which rows are its fillers, and the
+    VL inputs padded the same way."""
+
+    filler_rows: torch.Tensor  # [B] bool
+    vl_inputs: tuple
+
+    def complete(self, standard: Sequence[torch.Tensor]) -> tuple:
+        """The graph inputs: the fillers' attention mask zeroed (no real token: their state is kept),
+        then the VL inputs."""
+        mask = standard[1].masked_fill(self.filler_rows[:, None], 0)
+        return (*standard[:1], mask, *standard[2:], *self.vl_inputs)

@@ -1,8 +1,13 @@
 """Bucket choice and the chunk schedule of a prefill.
 
+Bucket choice is NxDI's rule on every backend: ``ModelWrapper._get_seq_bucket`` (first fit) takes the
+smallest bucket *longer* than the input, so a prompt that exactly fills a bucket runs in the next one;
+only the largest bucket also takes a prompt of its own length. The CPU runtime, the VL host side and
+the Neuron graphs thus run a prompt at one length.
+
 A prompt longer than the largest context bucket runs as consecutive CTE calls (chunks), each
 continuing from the state the previous one left in the row. :func:`plan_chunks` is the whole
-schedule: full largest-bucket chunks first, the tail in the smallest bucket that holds it. Any
+schedule: full largest-bucket chunks first, the tail in the bucket NxDI picks for it. Any
 schedule gives the same tokens (every chunk continues exactly where the last one stopped); this
 one makes the fewest calls.
 """
@@ -18,11 +23,14 @@ from ..errors import InputError
 
 
 def choose_bucket(length: int, buckets: tuple[int, ...]) -> int:
-    for bucket in sorted(buckets):
-        if length <= bucket:
+    ordered = sorted(buckets)
+    for bucket in ordered:
+        if length < bucket:
             return bucket
+    if length == ordered[-1]:
+        return ordered[-1]
     raise InputError(
-        f"prompt of {length} tokens is longer than the largest context bucket ({max(buckets)}): "
+        f"prompt of {length} tokens is longer than the largest context bucket ({ordered[-1]}): "
         "shorten the prompt or add a larger bucket (RunConfig.context_buckets / --buckets)"
     )
 
@@ -37,8 +45,8 @@ class Chunk:
 
 
 def plan_chunks(length: int, buckets: tuple[int, ...]) -> tuple[Chunk, ...]:
-    """The CTE calls of a ``length``-token prompt: largest bucket first, the tail in the smallest
-    bucket that fits."""
+    """The CTE calls of a ``length``-token prompt: largest bucket first, the tail in the bucket
+    :func:`choose_bucket` (NxDI's rule) picks."""
     if length < 1:
         raise InputError("empty prompt: give at least one token id")
     largest = max(buckets)
