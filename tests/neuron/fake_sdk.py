@@ -109,6 +109,7 @@ class NeuronConfig:
         self.logical_nc_config = kwargs.pop("logical_nc_config", 1)
         self.cast_type = kwargs.pop("cast_type", "config")
         self.output_logits = kwargs.pop("output_logits", False)
+        self.on_cpu = kwargs.pop("on_cpu", False)
         sampling = kwargs.pop("on_device_sampling_config", None)
         self.on_device_sampling_config = types.SimpleNamespace(**sampling) if isinstance(sampling, dict) else sampling
         self.context_encoding_buckets = kwargs.pop("context_encoding_buckets", None)
