@@ -118,13 +118,18 @@ def generate_direct(model, prompts: list[list[int]], max_new_tokens: int, eos_to
 
 def generate_with_adapter(model, prompts: list[list[int]], max_new_tokens: int,
                           eos_token_ids: tuple[int, ...] = (), pad_token_id: int = 0) -> list[list[int]]:
-    """Greedy generation through NxDI's ``HuggingFaceGenerationAdapter`` (transformers' generate)."""
+    """Greedy generation through NxDI's ``HuggingFaceGenerationAdapter`` (transformers' generate).
+
+    The adapter turns the generation config's top_k / top_p / temperature into each row's sampling
+    parameters whatever ``do_sample`` says, and a dynamic on-device sampler samples by them: greedy
+    needs top_k 1 there (transformers' default top_k is 50).
+    """
     from neuronx_distributed_inference.utils.hf_adapter import HuggingFaceGenerationAdapter
 
     input_ids, mask, _ = right_padded(prompts, pad_token_id)
     adapter = HuggingFaceGenerationAdapter(model)
     sequences = adapter.generate(input_ids.to(torch.long), attention_mask=mask.to(torch.long),
-                                 max_new_tokens=max_new_tokens, do_sample=False,
+                                 max_new_tokens=max_new_tokens, do_sample=False, top_k=1, top_p=1.0, temperature=1.0,
                                  eos_token_id=list(eos_token_ids) or None, pad_token_id=pad_token_id)
     out = []
     for row in sequences[:, input_ids.shape[1]:].tolist():
