@@ -5,17 +5,21 @@ from __future__ import annotations
 import torch
 
 from kernel_helpers import gdn_inputs
-from qwen35_neuron.analysis.graph_bytes import KERNEL_RESULTS
+import pytest
+
+from qwen35_neuron.analysis.byte_counter import ByteCounter
+from qwen35_neuron.analysis.graph_bytes import KERNEL_RESULTS, CountingRunner
 from qwen35_neuron.kernels.ops import EmulatorRunner, kernel_ops
 
 
-def test_every_kernel_result_matches_the_benchmark_table():
-    emulator, seen = EmulatorRunner(), []
+@pytest.mark.parametrize("lnc", [1, 2])
+def test_every_kernel_result_matches_the_benchmark_table(lnc):
+    emulator, seen = EmulatorRunner(lnc=lnc), []
 
     def checking(name, *args):
         results = emulator(name, *args)
         got = results if isinstance(results, tuple) else (results,)
-        predicted = KERNEL_RESULTS[name](*args)
+        predicted = KERNEL_RESULTS[name](lnc, *args)
         assert [(tuple(t.shape), t.dtype) for t in got] == [(tuple(t.shape), t.dtype) for t in predicted], name
         seen.append(name)
         return results
@@ -36,4 +40,24 @@ def test_every_kernel_result_matches_the_benchmark_table():
     qa = torch.randn(2, 4, 5, 32, generator=gen)
     ops.attention(qa, torch.randn(2, 2, 9, 32, generator=gen), torch.randn(2, 2, 9, 32, generator=gen),
                   torch.tensor([[4, 5, 6, 7, 8], [2, 3, 4, 4, 4]]), 0.2)
+    x = torch.randn(2, 128, generator=gen)
+    ops.moe_decode(x, torch.rand(2, 2, generator=gen), torch.tensor([[1, 3], [3, 0]]),
+                   torch.randn(4, 64, 128, generator=gen), torch.randn(4, 128, 32, generator=gen))
     assert set(seen) == set(KERNEL_RESULTS)
+
+
+@pytest.mark.parametrize("lnc", [1, 2])
+def test_the_counted_bytes_of_the_expert_kernel_are_its_hbm_traffic(lnc):
+    """The benchmark counts expert_decode as reading the chosen experts' rows only: exactly the HBM bytes
+    its DMAs move in the emulator (duplicate experts are read once per pair, as the kernel does)."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 256, generator=gen).to(torch.bfloat16)
+    ids = torch.tensor([[5, 2], [2, 2], [7, 0]])
+    args = (x, torch.rand(3, 2, generator=gen), ids, torch.randn(8, 256, 256, generator=gen).to(torch.bfloat16),
+            torch.randn(8, 256, 128, generator=gen).to(torch.bfloat16))
+    runs = []
+    kernel_ops(EmulatorRunner(lnc=lnc, record=runs)).moe_decode(*args)
+    counter = ByteCounter()
+    kernel_ops(CountingRunner(counter, lnc)).moe_decode(*[a.to("meta") for a in args])
+    (launch,) = [r for r in counter.records if r.op == "kernel expert_decode"]
+    assert launch.total == runs[-1][1].cost.hbm_bytes

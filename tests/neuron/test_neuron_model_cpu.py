@@ -197,6 +197,7 @@ class TwinKernels:
 
     def __init__(self):
         from qwen35_neuron.model import attention_core, causal_conv, deltanet, gated_delta_rule as gdr
+        from qwen35_neuron.model.selected_experts import selected_experts
 
         self.twins = {
             "gdn_prefill": lambda *a: gdr.chunked_gated_delta_rule(*a, 8),
@@ -207,6 +208,9 @@ class TwinKernels:
                 q, k, v, pos, scale),
             "causal_conv1d_cte": causal_conv.causal_conv1d,
             "causal_conv1d_tkg": causal_conv.causal_conv1d,
+            # one program's partial sum [1, N, H] (the layout code adds the programs')
+            "expert_decode": lambda x, w, ids, gate_up, down: selected_experts(x, w, ids.long(), gate_up,
+                                                                               down).float()[None],
         }
         self.launches: list[tuple[str, int]] = []
 
@@ -221,7 +225,7 @@ class TwinKernels:
 
 
 def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, checkpoint_dirs, monkeypatch):
-    """deltanet/attention kernels 'ours': every hot op is launched as kernel[lnc](...) through
+    """deltanet/attention/MoE kernels 'ours': every hot op is launched as kernel[lnc](...) through
     qwen35_neuron.kernels.ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
     the tokens still equal the CPU runtime (the stand-in kernels are the twins)."""
     import qwen35_neuron.kernels.ops as layouts
@@ -240,15 +244,15 @@ def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, check
     launched = {name for name, _ in kernels.launches}
     # decode runs at gdn_tkg's boundary: the fused kernel (gates + gated RMSNorm folded in)
     assert launched == {"gdn_prefill", "gdn_decode_fused", "flash_attention_d256", "causal_conv1d_cte",
-                        "causal_conv1d_tkg"}
+                        "causal_conv1d_tkg", "expert_decode"}
     assert {grid for _, grid in kernels.launches} == {2}
 
 
 def test_kernel_table_choices(fake_sdk_modules, config_35b, monkeypatch, caplog):
     from qwen35_neuron.neuron import kernel_ops
 
-    torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch"),
-                                        config_35b.text)
+    torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
+                                                       moe_kernel="torch"), config_35b.text)
     assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
     monkeypatch.setattr(kernel_ops, "_real_nki", lambda: False)
     with caplog.at_level(logging.WARNING, logger=kernel_ops.__name__):

@@ -18,7 +18,8 @@ Counting rules (an upper bound on HBM traffic: the compiler fuses some ops, whic
   updated elements in place when their destination is dead afterwards and may be overwritten (an
   intermediate, or a state buffer aliased to a graph output - XLA updates a donated buffer in place);
   otherwise they first copy the destination (read + write of all of it);
-- kernels (NKI custom calls) read their operands and write their results, nothing in between;
+- kernels (NKI custom calls) read their operands and write their results, nothing in between (a
+  kernel that reads rows by index, like the MoE-decode kernel's experts, reads those rows);
 - a graph output that is a view of a larger buffer is materialised (read + write of the view);
   an output that is its own input (state left unchanged) costs nothing.
 """

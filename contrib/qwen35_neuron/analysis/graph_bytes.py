@@ -9,8 +9,9 @@ only where the SDK is needed (stated in :data:`STAND_IN`):
   columns then an all-reduce, embedding: H/R columns then an all-gather, LM head: V/R rows then an
   all-gather of the logits); a collective is one op that reads its input and writes its result;
 - every hot op is an NKI kernel, as ``neuron.kernel_ops.neuron_ops`` resolves them with the default
-  settings (our DeltaNet, attention and conv kernels): the layout code of ``kernels.ops`` runs, and the
-  launch is one op that reads its operands and writes its results (:class:`CountingRunner`);
+  settings (our DeltaNet, attention, conv and MoE-decode kernels, LNC 2): the layout code of
+  ``kernels.ops`` runs, and the launch is one op that reads its operands (the MoE-decode kernel: the
+  chosen experts' rows) and writes its results (:class:`CountingRunner`);
 - the global bf16 cast and the fp32 restore of NxDI's model instance are applied the same way.
 
 Counting rules: :mod:`.byte_counter`. The counts are an upper bound: the compiler fuses ops.
@@ -31,13 +32,13 @@ from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..parallel.nxd_layout import state_buffers
 from ..parallel.providers import local_size
-from .byte_counter import ByteCounter, CountResult
+from .byte_counter import ByteCounter, CountResult, distinct_bytes
 
 STAND_IN = (
     "per-rank model from the same model/ modules and the same traced step (model.nxdi_step) as neuron/model.py; "
     "NxD's parallel layers replaced by plain per-rank layers of the same shapes, collectives by one op each; "
-    "NKI kernels (neuron_ops with the default settings) counted at their launch: operands read once, results "
-    "written once"
+    "NKI kernels (neuron_ops with the default settings, LNC 2) counted at their launch: operands read once "
+    "(the MoE-decode kernel: the chosen experts' rows), results written once"
 )
 
 
@@ -118,28 +119,48 @@ def _like(t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     return torch.empty(t.shape, dtype=dtype or t.dtype, device=t.device)
 
 
-# name -> results of one launch, from the kernels' own output allocations (their ``nl.ndarray(...,
-# buffer=nl.shared_hbm)`` lines; tests/test_graph_bytes.py checks them against the emulator)
+# name -> results of one launch at LNC ``lnc``, from the kernels' own output allocations (their
+# ``nl.ndarray(..., buffer=nl.shared_hbm)`` lines; tests/kernels/test_kernel_results_table.py checks them)
 KERNEL_RESULTS: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {
-    "gdn_prefill": lambda q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
-    "gdn_prefill_bf16": lambda q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
-    "gdn_decode": lambda q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
-    "gdn_decode_fused": lambda q, k, v, *rest: (_like(v), _like(rest[-2], torch.float32)),
-    "flash_attention_d256": lambda q, *rest: (_like(q),),
-    "causal_conv1d_cte": lambda x, state, w, lens: (_like(x), _like(state)),
-    "causal_conv1d_tkg": lambda x, state, w, lens: (_like(x), _like(state)),
+    "gdn_prefill": lambda lnc, q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
+    "gdn_prefill_bf16": lambda lnc, q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
+    "gdn_decode": lambda lnc, q, k, v, g, beta, state: (_like(v, torch.float32), _like(state, torch.float32)),
+    "gdn_decode_fused": lambda lnc, q, k, v, *rest: (_like(v), _like(rest[-2], torch.float32)),
+    "flash_attention_d256": lambda lnc, q, *rest: (_like(q),),
+    "causal_conv1d_cte": lambda lnc, x, state, w, lens: (_like(x), _like(state)),
+    "causal_conv1d_tkg": lambda lnc, x, state, w, lens: (_like(x), _like(state)),
+    "expert_decode": lambda lnc, x, *rest: (torch.empty(lnc, *x.shape, dtype=torch.float32, device=x.device),),
 }
+
+
+def _selected_expert_reads(lnc: int, x, weights, ids, gate_up, down) -> list[tuple[torch.Tensor, int]]:
+    """expert_decode reads, per (token, expert) pair, that expert's rows only (a DMA by the expert id,
+    duplicates included); each program reads the routing and the rows of x of the tokens in its share
+    of the pairs (the emulator's HBM count agrees: tested)."""
+    top_k = ids.shape[1]
+    pairs, per = ids.numel(), -(-ids.numel() // lnc)
+    x_rows = sum(len({p // top_k for p in range(g * per, min(pairs, (g + 1) * per))}) for g in range(lnc))
+    return [(x, x_rows * distinct_bytes(x[0])), (weights, lnc * distinct_bytes(weights)),
+            (ids, lnc * distinct_bytes(ids)), (gate_up, pairs * distinct_bytes(gate_up[0])),
+            (down, pairs * distinct_bytes(down[0]))]
+
+
+# kernels that read only part of an operand: name -> (operand, bytes) pairs; the rest read every operand
+KERNEL_READS: dict[str, Callable[..., list[tuple[torch.Tensor, int]]]] = {"expert_decode": _selected_expert_reads}
 
 
 class CountingRunner:
     """A kernel runner for ``kernels.ops.kernel_ops``: each launch is recorded as one op."""
 
-    def __init__(self, counter: ByteCounter) -> None:
-        self.counter = counter
+    def __init__(self, counter: ByteCounter, lnc: int = 2) -> None:
+        self.counter, self.lnc = counter, lnc
 
     def __call__(self, name: str, *args):
-        results = KERNEL_RESULTS[name](*args)
-        self.counter.record(f"kernel {name}", args, results)
+        results = KERNEL_RESULTS[name](self.lnc, *args)
+        reads = None
+        if name in KERNEL_READS:
+            reads = [(self.counter.buffer_of(t), n) for t, n in KERNEL_READS[name](self.lnc, *args)]
+        self.counter.record(f"kernel {name}", args, results, reads)
         return results if len(results) > 1 else results[0]
 
 

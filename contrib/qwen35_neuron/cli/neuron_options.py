@@ -18,6 +18,7 @@ from ..config.neuron_settings import (
     DELTANET_KERNELS,
     DTYPES,
     MOE_BACKENDS,
+    MOE_KERNELS,
     PRESETS,
     NeuronSettings,
     preset,
@@ -31,7 +32,7 @@ FIELD_FLAGS = {
     "ctx_batch_size": "--ctx-batch-size", "max_length": "--seq-len", "context_buckets": "--context-encoding-buckets",
     "dtype": "--torch-dtype", "on_device_sampling": "--on-device-sampling", "output_logits": "--output-logits",
     "moe_backend": "--moe-backend", "deltanet_kernel": "--deltanet-kernel", "attention_kernel": "--attention-kernel",
-    "token_buckets": "--token-generation-buckets",
+    "token_buckets": "--token-generation-buckets", "moe_kernel": "--moe-kernel",
 }
 
 
@@ -64,6 +65,8 @@ def add_neuron_settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--deltanet-kernel", choices=DELTANET_KERNELS,
                        help="ours: qwen35_neuron.kernels NKI; nkilib: nki-library gdn_cte/gdn_tkg if installed; torch")
     group.add_argument("--attention-kernel", choices=ATTENTION_KERNELS, help="ours (NKI, if present) or torch")
+    group.add_argument("--moe-kernel", choices=MOE_KERNELS,
+                       help="decode experts (--moe-backend ours): ours (NKI, reads the chosen experts in place) or torch")
     group.add_argument("--compiler-args", help="replace NxDI's per-graph compiler flags (--lnc is added)")
 
 
@@ -93,7 +96,8 @@ def settings_from_args(args: argparse.Namespace) -> NeuronSettings:
         settings = preset(args.preset, tp_degree=args.tp_degree, lnc=args.lnc, batch_size=args.batch_size,
                           ctx_batch_size=args.ctx_batch_size, context_buckets=buckets, max_length=args.seq_len,
                           dtype=args.dtype, moe_backend=args.moe_backend, deltanet_kernel=args.deltanet_kernel,
-                          attention_kernel=args.attention_kernel, on_device_sampling=args.on_device_sampling,
+                          attention_kernel=args.attention_kernel, moe_kernel=args.moe_kernel,
+                          on_device_sampling=args.on_device_sampling,
                           output_logits=args.output_logits, save_sharded_checkpoint=args.save_sharded_checkpoint,
                           compiler_args=args.compiler_args, token_buckets=tkg)
     except UnsupportedConfigError as err:

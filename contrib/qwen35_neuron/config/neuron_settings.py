@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 MOE_BACKENDS = ("ours", "nxd")  # ours: SparseMoe (static form); nxd: NxD RouterTopK + ExpertMLPsV2
 DELTANET_KERNELS = ("ours", "nkilib", "torch")  # NKI kernels of qwen35_neuron.kernels / nki-library / twins
 ATTENTION_KERNELS = ("ours", "torch")
+MOE_KERNELS = ("ours", "torch")  # decode experts: our selective-loading NKI kernel / the PyTorch twin
 DTYPES = ("bfloat16", "float32")
 NKILIB_GDN_CHUNK = 64  # nki-library's gdn_cte needs context lengths that are multiples of its chunk
 TOKEN_BUCKET_MIN = 512  # smallest default token-generation bucket: below it the KV read is noise beside the weights
@@ -53,6 +54,7 @@ class NeuronSettings:
     moe_backend: str = "ours"
     deltanet_kernel: str = "ours"
     attention_kernel: str = "ours"
+    moe_kernel: str = "ours"  # moe_backend "ours", decode: the chosen experts read in place (expert_decode)
     gdr_chunk_size: int = 64
     moe_block_size: int = 128  # "ours" MoE prefill: slots per expert block of the dropless blockwise form
     # Sample on device with each request's top_k / top_p / temperature (NxDI's dynamic sampler; the
@@ -88,7 +90,8 @@ class NeuronSettings:
                                          f"{self.max_length}: raise max_length or drop the bucket")
         for value, name, allowed in ((self.dtype, "dtype", DTYPES), (self.moe_backend, "moe_backend", MOE_BACKENDS),
                                      (self.deltanet_kernel, "deltanet_kernel", DELTANET_KERNELS),
-                                     (self.attention_kernel, "attention_kernel", ATTENTION_KERNELS)):
+                                     (self.attention_kernel, "attention_kernel", ATTENTION_KERNELS),
+                                     (self.moe_kernel, "moe_kernel", MOE_KERNELS)):
             if value not in allowed:
                 raise UnsupportedConfigError(f"{name} {value!r} is not one of {allowed}")
         tkg = self.token_generation_buckets

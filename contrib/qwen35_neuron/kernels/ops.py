@@ -29,6 +29,7 @@ _KERNELS = {
     "flash_attention_d256": ("flash_attention_d256", "flash_attention_d256"),
     "causal_conv1d_cte": ("conv1d", "causal_conv1d_cte"),
     "causal_conv1d_tkg": ("conv1d", "causal_conv1d_tkg"),
+    "expert_decode": ("expert_decode", "expert_decode"),
 }
 
 
@@ -130,11 +131,22 @@ def attention_op(run: Callable) -> Callable:
     return op
 
 
+def moe_decode_op(run: Callable) -> Callable:
+    """(x [N, H], weights [N, k], ids [N, k], gate_up_proj, down_proj) -> [N, H] in x's dtype. The
+    expert weights go to the kernel as they are (it reads the chosen rows in place); the programs'
+    fp32 partial sums are added here."""
+    def op(x, weights, ids, gate_up_proj, down_proj):
+        partial = run("expert_decode", x.contiguous(), weights.float().contiguous(), ids.to(torch.int32).contiguous(),
+                      gate_up_proj, down_proj)
+        return partial.sum(dim=0).to(x.dtype)
+    return op
+
+
 def kernel_ops(run: Callable, prefill_kernel: str = "gdn_prefill", name: str = "nki") -> ModelOps:
     """A ModelOps table whose every entry launches one of our kernels through `run`."""
     return ModelOps(gdr_prefill=gdr_prefill_op(run, prefill_kernel), gdr_decode=gdr_decode_op(run),
                     gdr_decode_gated=gdr_decode_gated_op(run), causal_conv=conv_op(run),
-                    attention=attention_op(run), name=name)
+                    attention=attention_op(run), moe_decode=moe_decode_op(run), name=name)
 
 
 def nki_sim_ops(prefill_kernel: str = "gdn_prefill", lnc: int = 1,

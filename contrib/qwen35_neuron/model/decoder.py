@@ -42,5 +42,6 @@ class DecoderLayer(nn.Module):
         else:
             mixed, *new_states = self.self_attn(normed, step, rotary, *states, ops)
         hidden = hidden + mixed
-        hidden = hidden + self.mlp(self.post_attention_layernorm(hidden))
+        normed = self.post_attention_layernorm(hidden)
+        hidden = hidden + (self.mlp(normed, ops) if isinstance(self.mlp, SparseMoe) else self.mlp(normed))
         return hidden, tuple(new_states)

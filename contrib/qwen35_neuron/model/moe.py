@@ -1,8 +1,9 @@
 """Sparse MoE of Qwen3.5: softmax router (fp32) -> top-k, renormalised; SwiGLU experts; a shared
 expert whose output is scaled by a per-token sigmoid gate.
 
-Routed experts, by shapes only: with fewer routed (token, expert) pairs than experts (decode), the
-chosen experts' weights are gathered by index - static, and the fastest form for a few tokens.
+Routed experts, by shapes only: with fewer routed (token, expert) pairs than experts (decode), only the
+chosen experts' weights are read, by index (``ModelOps.moe_decode``: the ``expert_decode`` kernel reads
+them in place on Neuron; its twin, ``selected_experts``, is the CPU form).
 With more (prefill) two formulations must agree:
 - ``eager``: each expert runs only on the tokens routed to it (CPU speed; data-dependent shapes).
 - ``static``: traceable fixed shapes. Dropless blocks: the (token, expert) pairs sorted by expert
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..config import TextConfig
 from ..parallel.providers import ParallelProvider, local_size
+from .ops import TORCH_OPS, ModelOps
 
 
 class Router(nn.Module):
@@ -49,10 +51,11 @@ class Experts(nn.Module):
         self.impl = impl
         self.block_size = block_size
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
+                ops: ModelOps = TORCH_OPS) -> torch.Tensor:
         """x [N, H]; weights, ids [N, k] -> weighted sum of the chosen experts' outputs [N, H]."""
         if ids.numel() < self.gate_up_proj.shape[0]:  # few tokens (decode): decided by shapes only
-            return self._gathered(x, weights, ids)
+            return ops.moe_decode(x, weights, ids, self.gate_up_proj, self.down_proj)
         if self.impl == "eager":
             return self._eager(x, weights, ids)
         experts = self.gate_up_proj.shape[0]
@@ -77,12 +80,6 @@ class Experts(nn.Module):
             y = F.linear(F.silu(gate) * up, self.down_proj[expert])
             out.index_add_(0, tokens, y * weights.reshape(-1)[picks, None].to(y.dtype))
         return out
-
-    def _gathered(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        gate_up = torch.einsum("nh,nkih->nki", x, self.gate_up_proj[ids])
-        gate, up = gate_up.chunk(2, dim=-1)
-        y = torch.einsum("nki,nkhi->nkh", F.silu(gate) * up, self.down_proj[ids])
-        return (y * weights[..., None].to(y.dtype)).sum(dim=1)
 
     def _blockwise(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Dropless fixed-capacity form: (token, expert) pairs sorted by expert into blocks of
@@ -152,10 +149,10 @@ class SparseMoe(nn.Module):
         self.shared_expert_gate = nn.Linear(hidden, 1, bias=False)
         self._provider = [provider]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ops: ModelOps = TORCH_OPS) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         weights, ids = self.gate(flat)
-        routed = self.experts(flat, weights, ids)
+        routed = self.experts(flat, weights, ids, ops)
         shared = torch.sigmoid(self.shared_expert_gate(flat)) * self.shared_expert(flat)
         return self._provider[0].all_reduce(routed + shared).reshape(shape)
