@@ -62,3 +62,23 @@ def test_decode_real_shape_tp8():
     got_o, got_s = _run("gdn_decode", *args)
     assert rel_err(got_o, want_o) < 1e-5
     assert rel_err(got_s, want_s) < 1e-5
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4])
+@pytest.mark.parametrize("lnc", [1, 2])
+def test_fused_decode_splits_its_heads_over_both_cores(batch, lnc):
+    """LNC 2, as nki-library's gdn_tkg: the (row, head) pairs are shared evenly by the two programs
+    (a batch of one splits its heads), and the result equals the twin at LNC 1 and 2."""
+    from qwen35_neuron.kernels.nki_emulator import run_kernel
+
+    q, k, v, _, _, state = gdn_inputs(batch, 1, 4, 8, 32, seed=batch)
+    gen = torch.Generator().manual_seed(batch)
+    a, b = torch.randn(batch, 1, 8, generator=gen), torch.randn(batch, 1, 8, generator=gen)
+    a_log, dt_bias = 0.5 * torch.randn(8, generator=gen), torch.randn(8, generator=gen)
+    z, weight = torch.randn(batch, 1, 8, 32, generator=gen), torch.rand(32, generator=gen) + 0.5
+    args = (q, k, v, a, b, a_log, dt_bias, z, weight, state, 1e-6)
+    want, want_s = fused_decode_reference(*args)
+    (got, got_s), run = run_kernel(load_kernel("gdn_decode_fused"), *args, lnc=lnc)
+    assert rel_err(got, want) < 1e-5 and rel_err(got_s, want_s) < 1e-5
+    state_bytes = [sum(r.hbm_bytes for r in rec.records if r.engine == "DMA") for rec in run.recorders]
+    assert len(state_bytes) == lnc and max(state_bytes) - min(state_bytes) <= 0.05 * max(state_bytes)

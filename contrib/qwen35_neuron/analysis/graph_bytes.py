@@ -278,7 +278,7 @@ def roofline_bytes(text: TextConfig, shape: GraphShape) -> float:
     instance = "trn2.3xlarge" if shape.tp <= 4 else "trn2.48xlarge"
     if shape.kind == "tkg":
         report = preset_report(text, None, instance, tp=shape.tp, batch=shape.batch, max_seq_len=shape.max_length,
-                               decode_context=shape.bucket, prefill_buckets=())
+                               decode_context=shape.bucket)
         return report.decode.bytes_total
     report = preset_report(text, None, instance, tp=shape.tp, batch=shape.state_rows, max_seq_len=shape.max_length,
                            prefill_buckets=(shape.bucket,), prefill_batch=shape.batch)

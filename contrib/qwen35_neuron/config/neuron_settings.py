@@ -152,8 +152,8 @@ ON_DEVICE_SAMPLING = {"dynamic": True, "do_sample": True, "deterministic": False
 # override_neuron_config: --additional-config '{"override_neuron_config": {"qwen35": {...}}}'.
 # Everything else (TP, batch, buckets, dtype, sampling) comes from vLLM's arguments.
 SERVING_OVERRIDE_KEY = "qwen35"
-SERVING_OVERRIDE_FIELDS = ("moe_backend", "deltanet_kernel", "attention_kernel", "gdr_chunk_size", "moe_block_size",
-                           "compiler_args")
+SERVING_OVERRIDE_FIELDS = ("moe_backend", "deltanet_kernel", "attention_kernel", "moe_kernel", "gdr_chunk_size",
+                           "moe_block_size", "compiler_args")
 
 
 def serving_overrides(raw: Any) -> dict[str, Any]:

@@ -19,6 +19,8 @@ Layout and algorithm (per group of G <= 16 (row, head) pairs, all in one launch)
 - the decay e^g S runs on ScalarE (a per-head scale); S' = e^g S + U is accumulated in PSUM
   through an fp32 identity (a 0/1 operand) for half of the banks and added by VectorE for
   the other half, which balances TensorE and VectorE;
+- LNC 2: the (row, head) pairs are split evenly over the two programs (rows, or each row's heads
+  when the batch is odd), each program a share of the groups, as nki-library's gdn_tkg splits BH;
 - groups and tokens run as a four-stage software pipeline (prepare / reduce / update
   matmuls / evict), loads several groups ahead, because every engine executes its
   instruction stream in order.
@@ -31,7 +33,7 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
-from .gdn_decode_io import _bank_chunks, _load_group, _my_groups, _state_view, _store_out
+from .gdn_decode_io import _bank_chunks, _load_group, _my_groups, _programs, _state_view, _store_out
 from .kernel_utils import block_diag_select, constant_identity
 
 L2_EPS = 1e-6
@@ -40,16 +42,25 @@ PREFETCH_BYTES = 64 * 1024  # SBUF per partition that prefetched groups may hold
 LEAD = 2  # pipeline distance (items) between a token's prepare and its reduce stage
 
 
-def plan_groups(batch, heads, rep, max_group=MAX_GROUP):
-    """Groups (b0, rows, h0, heads) covering the (row, head) grid; heads a multiple of rep."""
+def plan_groups(batch, heads, rep, max_group=MAX_GROUP, programs=1):
+    """Groups (b0, rows, h0, heads) covering the (row, head) grid; heads a multiple of rep.
+
+    With programs > 1 (LNC 2) the grid is cut so that contiguous shares of the list are equal, as
+    nki-library's gdn_tkg splits its BH axis: whole rows per program when the batch divides evenly,
+    else every row's heads split (head block first: a batch of one uses both cores)."""
     hb = heads if heads <= max_group else max_group
+    split = hb // programs
+    by_heads = programs > 1 and batch % programs and hb % programs == 0 and (split % rep == 0 or rep % split == 0)
+    if by_heads:
+        hb = split
     assert heads % hb == 0 and (hb % rep == 0 or rep % hb == 0), "groups must tile GQA groups"
     nb = max(1, max_group // hb)
-    groups = []
-    for b0 in range(0, batch, nb):
-        for h0 in range(0, heads, hb):
-            groups.append((b0, min(nb, batch - b0), h0, hb))
-    return groups
+    if programs > 1 and batch % programs == 0:
+        nb = min(nb, batch // programs)
+    cells = [(b0, h0) for b0 in range(0, batch, nb) for h0 in range(0, heads, hb)]
+    if by_heads:
+        cells.sort(key=lambda cell: cell[1])
+    return [(b0, min(nb, batch - b0), h0, hb) for b0, h0 in cells]
 
 
 def _scale_rows(dst, rows, col):
@@ -299,7 +310,7 @@ def _decode(q, k, v, gate_inputs, state, norm_inputs):
     eye = constant_identity(128, nl.float32)
     consts = (eye, eye, eye)
     dims = (kheads, heads, dk, dv, rep)
-    groups = _my_groups(plan_groups(batch, heads, rep))
+    groups = _my_groups(plan_groups(batch, heads, rep, programs=_programs()))
     ahead = max(1, min(len(groups), PREFETCH_BYTES // (MAX_GROUP * dv * 4 * (1 + seq))))
     load_args = (q, k, v, gate_inputs, state, seq, dims)
     loaded = [None] * len(groups)

@@ -9,9 +9,14 @@ import nki.language as nl
 from .kernel_utils import PSUM_FMAX
 
 
+def _programs():
+    """Programs of the launch grid (LNC): 1 without a grid."""
+    return nl.num_programs(0) if nl.program_ndim() > 0 else 1
+
+
 def _my_groups(groups):
     """This program's share of the groups (LNC=2 splits them; LNC=1 takes all)."""
-    n_prog = nl.num_programs(0) if nl.program_ndim() > 0 else 1
+    n_prog = _programs()
     pid = nl.program_id(0) if nl.program_ndim() > 0 else 0
     per = (len(groups) + n_prog - 1) // n_prog
     return groups[pid * per:(pid + 1) * per]
