@@ -76,3 +76,22 @@ def test_kernel_launches_and_collectives_are_single_ops():
         counter.record("kernel k", (y, 3), (torch.empty(2, 16, **META),))
     assert [r.op for r in counter.records] == ["qwen35_graph::all_reduce", "kernel k"]
     assert all(r.total == 2 * 2 * 16 * 4 for r in counter.records)
+
+
+def test_the_35b_decode_graph_moves_close_to_the_roofline():
+    """TKG of Qwen3.5-35B-A3B at TP 4, batch 1, cache 4096 (meta tensors, per rank): within 1.3x the
+    roofline's bytes; the cache is written in place (no op writes a whole K/V cache), no row of the
+    state is gathered, and the experts are read in place (no op writes expert weights)."""
+    from qwen35_neuron.analysis.graph_bytes import GraphShape, count_against_roofline
+    from qwen35_neuron.config.hf_config import parse_model_config
+    from qwen35_neuron.testing.family_configs import QWEN35_35B
+
+    count = count_against_roofline(parse_model_config(QWEN35_35B).text, GraphShape("tkg", 4, 1, 1, 4096))
+    assert count.ratio <= 1.3, count.ratio
+    cache_bytes = 4096 * 256 * 2
+    records = count.counted.records
+    assert not [r for r in records if r.writes >= cache_bytes and "self_attn" in r.where]
+    assert not [r for r in records if r.op in ("aten.index_select", "aten.index_copy")]
+    expert_bytes = 2 * 128 * 2048 * 2  # one expert's gate_up rows at TP 4
+    assert not [r for r in records if "mlp.experts" in r.where and r.writes >= expert_bytes]
+    assert all(r.copies == 0 for r in records) and count.counted.output_copies == 0

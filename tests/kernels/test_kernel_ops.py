@@ -85,7 +85,7 @@ def test_kernel_report_runs_and_labels_itself():
     from qwen35_neuron.kernels.report import kernel_report
     text = kernel_report(tp_degrees=(8,), seq=128, batch=1, lncs=(1,))
     assert "modelled, uncalibrated" in text and "not measured" in text
-    for name in ("gdn_decode_fused", "gdn_prefill", "flash_attention_d256", "causal_conv1d_cte",
+    for name in ("gdn_decode_fused", "gdn_prefill", "flash_attention_d256", "causal_conv1d_cte", "expert_decode",
                  "busiest engine", "makespan"):
         assert name in text
     absent = missing_line("nki-library comparison")

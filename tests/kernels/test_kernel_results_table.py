@@ -43,6 +43,7 @@ def test_every_kernel_result_matches_the_benchmark_table(lnc):
     x = torch.randn(2, 128, generator=gen)
     ops.moe_decode(x, torch.rand(2, 2, generator=gen), torch.tensor([[1, 3], [3, 0]]),
                    torch.randn(4, 64, 128, generator=gen), torch.randn(4, 128, 32, generator=gen))
+    ops.router_logits(x.to(torch.bfloat16), torch.randn(16, 128, generator=gen).to(torch.bfloat16))
     assert set(seen) == set(KERNEL_RESULTS)
 
 
@@ -60,4 +61,18 @@ def test_the_counted_bytes_of_the_expert_kernel_are_its_hbm_traffic(lnc):
     counter = ByteCounter()
     kernel_ops(CountingRunner(counter, lnc)).moe_decode(*[a.to("meta") for a in args])
     (launch,) = [r for r in counter.records if r.op == "kernel expert_decode"]
+    assert launch.total == runs[-1][1].cost.hbm_bytes
+
+
+@pytest.mark.parametrize("tokens", [1, 200])
+@pytest.mark.parametrize("lnc", [1, 2])
+def test_the_counted_bytes_of_the_router_kernel_are_its_hbm_traffic(lnc, tokens):
+    gen = torch.Generator().manual_seed(2)
+    args = (torch.randn(tokens, 256, generator=gen).to(torch.bfloat16),
+            torch.randn(64, 256, generator=gen).to(torch.bfloat16))
+    runs = []
+    kernel_ops(EmulatorRunner(lnc=lnc, record=runs)).router_logits(*args)
+    counter = ByteCounter()
+    kernel_ops(CountingRunner(counter, lnc)).router_logits(*[a.to("meta") for a in args])
+    (launch,) = [r for r in counter.records if r.op == "kernel router_logits"]
     assert launch.total == runs[-1][1].cost.hbm_bytes

@@ -130,6 +130,7 @@ KERNEL_RESULTS: dict[str, Callable[..., tuple[torch.Tensor, ...]]] = {
     "causal_conv1d_cte": lambda lnc, x, state, w, lens: (_like(x), _like(state)),
     "causal_conv1d_tkg": lambda lnc, x, state, w, lens: (_like(x), _like(state)),
     "expert_decode": lambda lnc, x, *rest: (torch.empty(lnc, *x.shape, dtype=torch.float32, device=x.device),),
+    "router_logits": lambda lnc, x, w: (torch.empty(x.shape[0], w.shape[0], dtype=torch.float32, device=x.device),),
 }
 
 
@@ -145,8 +146,15 @@ def _selected_expert_reads(lnc: int, x, weights, ids, gate_up, down) -> list[tup
             (down, pairs * distinct_bytes(down[0]))]
 
 
-# kernels that read only part of an operand: name -> (operand, bytes) pairs; the rest read every operand
-KERNEL_READS: dict[str, Callable[..., list[tuple[torch.Tensor, int]]]] = {"expert_decode": _selected_expert_reads}
+def _router_reads(lnc: int, x, weight) -> list[tuple[torch.Tensor, int]]:
+    """router_logits: every program with a tile of tokens loads the weights once."""
+    working = min(lnc, -(-x.shape[0] // 128))
+    return [(x, distinct_bytes(x)), (weight, working * distinct_bytes(weight))]
+
+
+# kernels whose reads are not "every operand once": name -> (operand, bytes) pairs
+KERNEL_READS: dict[str, Callable[..., list[tuple[torch.Tensor, int]]]] = {
+    "expert_decode": _selected_expert_reads, "router_logits": _router_reads}
 
 
 class CountingRunner:

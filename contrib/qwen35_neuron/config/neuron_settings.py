@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MOE_BACKENDS = ("ours", "nxd")  # ours: SparseMoe (static form); nxd: NxD RouterTopK + ExpertMLPsV2
 DELTANET_KERNELS = ("ours", "nkilib", "torch")  # NKI kernels of qwen35_neuron.kernels / nki-library / twins
 ATTENTION_KERNELS = ("ours", "torch")
-MOE_KERNELS = ("ours", "torch")  # decode experts: our selective-loading NKI kernel / the PyTorch twin
+MOE_KERNELS = ("ours", "torch")  # router logits + decode experts: our NKI kernels / the PyTorch twins
 DTYPES = ("bfloat16", "float32")
 NKILIB_GDN_CHUNK = 64  # nki-library's gdn_cte needs context lengths that are multiples of its chunk
 TOKEN_BUCKET_MIN = 512  # smallest default token-generation bucket: below it the KV read is noise beside the weights
@@ -54,7 +54,9 @@ class NeuronSettings:
     moe_backend: str = "ours"
     deltanet_kernel: str = "ours"
     attention_kernel: str = "ours"
-    moe_kernel: str = "ours"  # moe_backend "ours", decode: the chosen experts read in place (expert_decode)
+    # moe_backend "ours": router logits in fp32 from the bf16 weights (router_logits) and, in decode, the
+    # chosen experts read in place (expert_decode)
+    moe_kernel: str = "ours"
     gdr_chunk_size: int = 64
     moe_block_size: int = 128  # "ours" MoE prefill: slots per expert block of the dropless blockwise form
     # Sample on device with each request's top_k / top_p / temperature (NxDI's dynamic sampler; the

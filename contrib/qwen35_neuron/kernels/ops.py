@@ -30,6 +30,7 @@ _KERNELS = {
     "causal_conv1d_cte": ("conv1d", "causal_conv1d_cte"),
     "causal_conv1d_tkg": ("conv1d", "causal_conv1d_tkg"),
     "expert_decode": ("expert_decode", "expert_decode"),
+    "router_logits": ("router_logits", "router_logits"),
 }
 
 
@@ -142,11 +143,19 @@ def moe_decode_op(run: Callable) -> Callable:
     return op
 
 
+def router_op(run: Callable) -> Callable:
+    """(x [N, H], weight [E, H]) -> fp32 logits [N, E]: x in the weight's dtype (the weights go as stored)."""
+    def op(x, weight):
+        return run("router_logits", x.to(weight.dtype).contiguous(), weight)
+    return op
+
+
 def kernel_ops(run: Callable, prefill_kernel: str = "gdn_prefill", name: str = "nki") -> ModelOps:
     """A ModelOps table whose every entry launches one of our kernels through `run`."""
     return ModelOps(gdr_prefill=gdr_prefill_op(run, prefill_kernel), gdr_decode=gdr_decode_op(run),
                     gdr_decode_gated=gdr_decode_gated_op(run), causal_conv=conv_op(run),
-                    attention=attention_op(run), moe_decode=moe_decode_op(run), name=name)
+                    attention=attention_op(run), moe_decode=moe_decode_op(run), router_logits=router_op(run),
+                    name=name)
 
 
 def nki_sim_ops(prefill_kernel: str = "gdn_prefill", lnc: int = 1,

@@ -23,6 +23,7 @@ from .ops import load_kernel
 # heads and 2 KV heads of 256 (KV replicated when TP > 2).
 K_HEADS, V_HEADS, HEAD_DK, CONV_K = 16, 32, 128, 4
 Q_HEADS, KV_HEADS, ATTN_D = 16, 2, 256
+HIDDEN, MOE_I, TOP_K, REPORT_EXPERTS = 2048, 512, 8, 32  # expert_decode's cost does not depend on E: 32 of 256
 LNCS = (1, 2)
 
 
@@ -131,6 +132,14 @@ def _cases(tp: int, seq: int, batch: int, with_nkilib: bool) -> List[Tuple[Case,
             return x, st, w, np.full(rows, length, np.int32)
         return build
 
+    def experts(d):
+        rng = np.random.default_rng(3)
+        gate_up = _bf16(rng.standard_normal((REPORT_EXPERTS, 2 * MOE_I // tp, HIDDEN), dtype=np.float32))
+        down = _bf16(rng.standard_normal((REPORT_EXPERTS, HIDDEN, MOE_I // tp), dtype=np.float32))
+        ids = np.stack([rng.permutation(REPORT_EXPERTS)[:TOP_K] for _ in range(batch)]).astype(np.int32)
+        x = _bf16(rng.standard_normal((batch, HIDDEN), dtype=np.float32))
+        return x, rng.random((batch, TOP_K), dtype=np.float32), ids, gate_up, down
+
     cases = [
         (Case("gdn_decode_fused", "ours", decode + " (gates + gated RMSNorm folded)",
               ours("gdn_decode_fused"), _ours_fused), (batch, 1)),
@@ -141,6 +150,8 @@ def _cases(tp: int, seq: int, batch: int, with_nkilib: bool) -> List[Tuple[Case,
               ours("flash_attention_d256"), attention), (1, 1)),
         (Case("causal_conv1d_cte", "ours", f"B=1 S={seq} C={chans}", ours("causal_conv1d_cte"), conv(seq, 1)), (1, 1)),
         (Case("causal_conv1d_tkg", "ours", f"B={batch} C={chans}", ours("causal_conv1d_tkg"), conv(1, batch)), (1, 1)),
+        (Case("expert_decode", "ours", f"B={batch} k={TOP_K} H={HIDDEN} I={MOE_I // tp} (chosen experts read in place)",
+              ours("expert_decode"), experts), (1, 1)),
     ]
     if with_nkilib:
         cases.insert(1, (Case("gdn_tkg", "nki-library", decode + " (same inputs, GQA-expanded)",

@@ -84,8 +84,8 @@ class GatedDeltaNet(nn.Module):
             out, states = self._decode_slots(q, k, v, a, b, z, state, step.valid, ops)
             out = self.out_proj(out.reshape(batch, length, -1))
             if step.speculative:
-                return out, conv_windows(conv_state, qkv), states.to(recurrent_state.dtype)
-            return out, new_conv, states[:, -1].to(recurrent_state.dtype)
+                return out, conv_windows(conv_state, qkv), torch.stack(states, dim=1).to(recurrent_state.dtype)
+            return out, new_conv, states[-1].to(recurrent_state.dtype)  # no stacked copy in plain decode
         beta, g = self._gates(a, b, valid)
         out, state = ops.gdr_prefill(q, k, v, g, beta, state, self.chunk_size)
         out = self.norm(out.to(x.dtype), z).reshape(batch, length, -1)
@@ -98,9 +98,9 @@ class GatedDeltaNet(nn.Module):
         return beta, g
 
     def _decode_slots(self, q, k, v, a, b, z, state: torch.Tensor, valid: torch.Tensor,
-                      ops: ModelOps) -> tuple[torch.Tensor, torch.Tensor]:
+                      ops: ModelOps) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Slot by slot through the decode op (static: S is a shape). Returns (gated-normed outputs
-        [B, S, Hv, Dv], fp32 state after each slot [B, S, Hv, Dk, Dv]); a pad slot keeps the state."""
+        [B, S, Hv, Dv], the fp32 state after each slot, S x [B, Hv, Dk, Dv]); a pad slot keeps the state."""
         outs, states = [], []
         for t in range(q.shape[1]):
             slot = slice(t, t + 1)
@@ -114,7 +114,7 @@ class GatedDeltaNet(nn.Module):
             state = torch.where(valid[:, t, None, None, None], new, state)  # idle rows keep theirs
             outs.append(out)
             states.append(state)
-        return torch.cat(outs, dim=1), torch.stack(states, dim=1)
+        return torch.cat(outs, dim=1), states
 
 
 def conv_windows(conv_state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -35,8 +35,8 @@ class Router(nn.Module):
         self.weight = nn.Parameter(torch.zeros(num_experts, hidden))
         self.top_k = top_k
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = F.linear(x.float(), self.weight.float()).softmax(dim=-1)
+    def forward(self, x: torch.Tensor, ops: ModelOps = TORCH_OPS) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = ops.router_logits(x, self.weight).softmax(dim=-1)
         weights, ids = probs.topk(self.top_k, dim=-1)
         return weights / weights.sum(dim=-1, keepdim=True), ids
 
@@ -106,16 +106,17 @@ class Experts(nn.Module):
         padded = torch.cat([x, x.new_zeros(1, x.shape[1])])
         grouped = padded[token_of_slot].view(num_blocks, block, -1)
         gate, up = torch.einsum("bth,bih->bti", grouped, self.gate_up_proj[block_expert]).chunk(2, dim=-1)
-        y = torch.einsum("bti,bhi->bth", F.silu(gate) * up, self.down_proj[block_expert]).reshape(-1, x.shape[1])
-        out = padded.new_zeros(padded.shape).index_add(0, token_of_slot, y * weight_of_slot[:, None].to(y.dtype))
-        return out[:tokens]
+        # routing weights applied to the [slots, I] activations, not to the [slots, H] outputs
+        h = F.silu(gate) * up * weight_of_slot.view(num_blocks, block, 1).to(gate.dtype)
+        y = torch.einsum("bti,bhi->bth", h, self.down_proj[block_expert]).reshape(-1, x.shape[1])
+        return padded.new_zeros(padded.shape).index_add(0, token_of_slot, y)[:tokens]
 
     def _all_experts(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         dense = torch.zeros(x.shape[0], self.gate_up_proj.shape[0], dtype=weights.dtype, device=x.device)
         dense = dense.scatter(1, ids, weights)  # [N, E], zero off the top-k
         gate, up = torch.einsum("nh,eih->nei", x, self.gate_up_proj).chunk(2, dim=-1)
-        y = torch.einsum("nei,ehi->neh", F.silu(gate) * up, self.down_proj)
-        return (y * dense[..., None].to(y.dtype)).sum(dim=1)
+        h = F.silu(gate) * up * dense[..., None].to(gate.dtype)  # weighted before the down projection
+        return torch.einsum("nei,ehi->neh", h, self.down_proj).sum(dim=1)
 
 
 def _num_blocks(pairs: int, experts: int, block: int) -> int:
@@ -152,7 +153,7 @@ class SparseMoe(nn.Module):
     def forward(self, x: torch.Tensor, ops: ModelOps = TORCH_OPS) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
-        weights, ids = self.gate(flat)
+        weights, ids = self.gate(flat, ops)
         routed = self.experts(flat, weights, ids, ops)
         shared = torch.sigmoid(self.shared_expert_gate(flat)) * self.shared_expert(flat)
         return self._provider[0].all_reduce(routed + shared).reshape(shape)

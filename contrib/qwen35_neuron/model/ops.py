@@ -14,6 +14,7 @@ from typing import Callable
 from .attention_core import causal_gqa_attention
 from .causal_conv import causal_conv1d
 from .gated_delta_rule import chunked_gated_delta_rule, recurrent_gated_delta_rule
+from .router_logits import fp32_router_logits
 from .selected_experts import selected_experts
 
 
@@ -28,6 +29,7 @@ class ModelOps:
     gdr_decode_gated: Callable | None = None  # (q, k, v, a, b, A_log, dt_bias, z, w, state, eps) -> (o, state)
     causal_conv: Callable = causal_conv1d  # (x, conv_state, weight, valid_len) -> (y, state)
     attention: Callable = causal_gqa_attention  # (q, k, v, q_positions, scale) -> o
+    router_logits: Callable = fp32_router_logits  # (x [N, H], weight [E, H]) -> fp32 logits [N, E]
     # routed experts of a decode step (fewer (token, expert) pairs than experts): the chosen experts' weights only
     moe_decode: Callable = selected_experts  # (x, weights, ids, gate_up_proj, down_proj) -> [N, H]
     name: str = "torch"

@@ -33,10 +33,10 @@ logger = logging.getLogger(__name__)
 KERNEL_OPS = "qwen35_neuron.kernels.ops"
 NKILIB_GDN = ("nkilib.experimental.gdn", "gdn_cte")
 NKILIB_GDN_TKG = ("nkilib.experimental.gdn", "gdn_tkg")
-OPS = ("gdr_prefill", "gdr_decode", "gdr_decode_gated", "attention", "causal_conv", "moe_decode")
+OPS = ("gdr_prefill", "gdr_decode", "gdr_decode_gated", "attention", "causal_conv", "moe_decode", "router_logits")
 _LAYOUTS = {"gdr_prefill": "gdr_prefill_op", "gdr_decode": "gdr_decode_op",
             "gdr_decode_gated": "gdr_decode_gated_op", "attention": "attention_op", "causal_conv": "conv_op",
-            "moe_decode": "moe_decode_op"}
+            "moe_decode": "moe_decode_op", "router_logits": "router_op"}
 
 
 class NeuronRunner:
@@ -142,8 +142,8 @@ def _our_table(settings: NeuronSettings) -> dict[str, Callable | str]:
 
 def _resolve(name: str, settings: NeuronSettings, text: TextConfig, table) -> Callable:
     twin = getattr(TORCH_OPS, name)
-    choice = {"attention": settings.attention_kernel, "moe_decode": settings.moe_kernel}.get(name,
-                                                                                             settings.deltanet_kernel)
+    choice = {"attention": settings.attention_kernel, "moe_decode": settings.moe_kernel,
+              "router_logits": settings.moe_kernel}.get(name, settings.deltanet_kernel)
     if choice == "torch":
         logger.info("qwen35_neuron: %s runs the PyTorch twin (chosen in the settings)", name)
         return twin
