@@ -47,32 +47,32 @@ def test_every_kernel_result_matches_the_benchmark_table(lnc):
     assert set(seen) == set(KERNEL_RESULTS)
 
 
-@pytest.mark.parametrize("lnc", [1, 2])
-def test_the_counted_bytes_of_the_expert_kernel_are_its_hbm_traffic(lnc):
-    """The benchmark counts expert_decode as reading the chosen experts' rows only: exactly the HBM bytes
-    its DMAs move in the emulator (duplicate experts are read once per pair, as the kernel does)."""
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(3, 256, generator=gen).to(torch.bfloat16)
-    ids = torch.tensor([[5, 2], [2, 2], [7, 0]])
-    args = (x, torch.rand(3, 2, generator=gen), ids, torch.randn(8, 256, 256, generator=gen).to(torch.bfloat16),
-            torch.randn(8, 256, 128, generator=gen).to(torch.bfloat16))
-    runs = []
-    kernel_ops(EmulatorRunner(lnc=lnc, record=runs)).moe_decode(*args)
-    counter = ByteCounter()
-    kernel_ops(CountingRunner(counter, lnc)).moe_decode(*[a.to("meta") for a in args])
-    (launch,) = [r for r in counter.records if r.op == "kernel expert_decode"]
-    assert launch.total == runs[-1][1].cost.hbm_bytes
+def _expert_args(gen):
+    bf16 = torch.bfloat16
+    return ("moe_decode", "expert_decode",
+            (torch.randn(3, 256, generator=gen).to(bf16), torch.rand(3, 2, generator=gen),
+             torch.tensor([[5, 2], [2, 2], [7, 0]]),  # expert 2 chosen three times: read once per pair
+             torch.randn(8, 256, 256, generator=gen).to(bf16), torch.randn(8, 256, 128, generator=gen).to(bf16)))
 
 
-@pytest.mark.parametrize("tokens", [1, 200])
+def _router_args(tokens):
+    def build(gen):
+        bf16 = torch.bfloat16
+        return ("router_logits", "router_logits",
+                (torch.randn(tokens, 256, generator=gen).to(bf16), torch.randn(64, 256, generator=gen).to(bf16)))
+    return build
+
+
 @pytest.mark.parametrize("lnc", [1, 2])
-def test_the_counted_bytes_of_the_router_kernel_are_its_hbm_traffic(lnc, tokens):
-    gen = torch.Generator().manual_seed(2)
-    args = (torch.randn(tokens, 256, generator=gen).to(torch.bfloat16),
-            torch.randn(64, 256, generator=gen).to(torch.bfloat16))
+@pytest.mark.parametrize("case", [_expert_args, _router_args(1), _router_args(200)],
+                         ids=["expert_decode", "router_decode", "router_two_tiles"])
+def test_the_counted_bytes_of_partial_reading_kernels_are_their_hbm_traffic(lnc, case):
+    """The benchmark counts expert_decode as reading the chosen experts' rows only, router_logits as
+    reading the weights once per working program: exactly the HBM bytes their DMAs move in the emulator."""
+    op, kernel, args = case(torch.Generator().manual_seed(1))
     runs = []
-    kernel_ops(EmulatorRunner(lnc=lnc, record=runs)).router_logits(*args)
+    getattr(kernel_ops(EmulatorRunner(lnc=lnc, record=runs)), op)(*args)
     counter = ByteCounter()
-    kernel_ops(CountingRunner(counter, lnc)).router_logits(*[a.to("meta") for a in args])
-    (launch,) = [r for r in counter.records if r.op == "kernel router_logits"]
+    getattr(kernel_ops(CountingRunner(counter, lnc)), op)(*[a.to("meta") for a in args])
+    (launch,) = [r for r in counter.records if r.op == f"kernel {kernel}"]
     assert launch.total == runs[-1][1].cost.hbm_bytes

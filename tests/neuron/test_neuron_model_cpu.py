@@ -197,6 +197,7 @@ class TwinKernels:
 
     def __init__(self):
         from qwen35_neuron.model import attention_core, causal_conv, deltanet, gated_delta_rule as gdr
+        from qwen35_neuron.model.router_logits import fp32_router_logits
         from qwen35_neuron.model.selected_experts import selected_experts
 
         self.twins = {
@@ -211,6 +212,7 @@ class TwinKernels:
             # one program's partial sum [1, N, H] (the layout code adds the programs')
             "expert_decode": lambda x, w, ids, gate_up, down: selected_experts(x, w, ids.long(), gate_up,
                                                                                down).float()[None],
+            "router_logits": fp32_router_logits,
         }
         self.launches: list[tuple[str, int]] = []
 
@@ -244,7 +246,7 @@ def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, check
     launched = {name for name, _ in kernels.launches}
     # decode runs at gdn_tkg's boundary: the fused kernel (gates + gated RMSNorm folded in)
     assert launched == {"gdn_prefill", "gdn_decode_fused", "flash_attention_d256", "causal_conv1d_cte",
-                        "causal_conv1d_tkg", "expert_decode"}
+                        "causal_conv1d_tkg", "expert_decode", "router_logits"}
     assert {grid for _, grid in kernels.launches} == {2}
 
 

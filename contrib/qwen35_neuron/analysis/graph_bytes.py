@@ -9,9 +9,10 @@ only where the SDK is needed (stated in :data:`STAND_IN`):
   columns then an all-reduce, embedding: H/R columns then an all-gather, LM head: V/R rows then an
   all-gather of the logits); a collective is one op that reads its input and writes its result;
 - every hot op is an NKI kernel, as ``neuron.kernel_ops.neuron_ops`` resolves them with the default
-  settings (our DeltaNet, attention, conv and MoE-decode kernels, LNC 2): the layout code of
-  ``kernels.ops`` runs, and the launch is one op that reads its operands (the MoE-decode kernel: the
-  chosen experts' rows) and writes its results (:class:`CountingRunner`);
+  settings (our DeltaNet, attention, conv, router and decode-expert kernels, LNC 2): the layout code
+  of ``kernels.ops`` runs, and the launch is one op that reads its operands (the decode-expert kernel:
+  the chosen experts' rows; the router kernel: its weights once per working program) and writes its
+  results (:class:`CountingRunner`);
 - the global bf16 cast and the fp32 restore of NxDI's model instance are applied the same way.
 
 Counting rules: :mod:`.byte_counter`. The counts are an upper bound: the compiler fuses ops.
@@ -38,7 +39,7 @@ STAND_IN = (
     "per-rank model from the same model/ modules and the same traced step (model.nxdi_step) as neuron/model.py; "
     "NxD's parallel layers replaced by plain per-rank layers of the same shapes, collectives by one op each; "
     "NKI kernels (neuron_ops with the default settings, LNC 2) counted at their launch: operands read once "
-    "(the MoE-decode kernel: the chosen experts' rows), results written once"
+    "(the decode-expert kernel: the chosen experts' rows), results written once"
 )
 
 
