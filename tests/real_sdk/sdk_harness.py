@@ -12,6 +12,7 @@ NxDI's own ``to_cpu()`` (HF -> Neuron conversion, NxD sharding for this rank, th
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import socket
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -44,14 +45,23 @@ def _rank_main(rank: int, tp: int, port: int, job: str, payload: dict, out: str)
         import shims
 
         shims.install()
-        import sdk_probes
-
-        result: Any = sdk_probes.JOBS[job](**payload)
+        result: Any = job_function(job)(**payload)
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test with it
         result = {"rank_error": traceback.format_exc()}
     torch.save(result, Path(out) / f"rank{rank}.pt")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def job_function(job: str) -> Callable:
+    """``sdk_probes.JOBS[job]``, or ``module:function`` for a job another tier defines (its module on
+    sys.path, which spawned ranks inherit)."""
+    if ":" in job:
+        module, _, name = job.partition(":")
+        return getattr(importlib.import_module(module), name)
+    import sdk_probes
+
+    return sdk_probes.JOBS[job]
 
 
 def run_ranks(ranks: int, job: str, timeout_s: float = RUN_TIMEOUT_S, **payload) -> list[Any]:

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+REAL_SDK = HERE.parent / "real_sdk"  # the NxDI tier's harness and shims, reused here
+for path in (REAL_SDK, HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from vllm_tier import TIER_ABSENT, TIER_COMMAND  # noqa: E402
 
@@ -47,6 +49,16 @@ def tier_data(request) -> Path:
     if not path:
         pytest.skip(f"pass --real-vllm-data DIR (`{TIER_COMMAND}` writes it)")
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def reference(tier_data) -> dict:
+    """prompt key -> transformers 5 greedy tokens, for the default tiny checkpoint."""
+    import json
+
+    from sdk_cases import REFERENCE_FILE
+
+    return json.loads((tier_data / REFERENCE_FILE).read_text())["tokens"]["default"]
 
 
 @pytest.fixture(scope="session")

@@ -7,16 +7,24 @@ from ``EngineArgs.__post_init__``, before ``ModelConfig`` parses config.json.
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import QWEN35_KNOWN_AT_START
 
-README_SERVE_FLAGS = ["--tensor-parallel-size", "4", "--max-num-seqs", "4", "--max-model-len", "4096",
-                      "--additional-config",
-                      json.dumps({"override_neuron_config": {"context_encoding_buckets": [128, 512, 2048],
-                                                             "qwen35": {"moe_backend": "nxd"}}})]
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_serve_flags() -> list[str]:
+    """The flags of the README's `vllm serve` command, as a shell would split them."""
+    text = README.read_text()
+    start = text.index("vllm serve /models/")
+    command = text[start:text.index("```", start)].replace("\\\n", " ")
+    words = shlex.split(command)
+    return words[3:]  # after "vllm serve MODEL"
 
 
 def model_config_summary(mc) -> dict:
@@ -74,13 +82,15 @@ def test_the_readme_serve_flags_build_the_engine_config(published_35b, neuron_pl
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = AsyncEngineArgs.add_cli_args(FlexibleArgumentParser())
-    args = parser.parse_args(["--model", str(published_35b), "--skip-tokenizer-init", *README_SERVE_FLAGS])
+    args = parser.parse_args(["--model", str(published_35b), "--skip-tokenizer-init", *readme_serve_flags()])
     config = AsyncEngineArgs.from_cli_args(args).create_engine_config()
     assert config.cache_config.enable_prefix_caching is False
     assert config.cache_config.block_size == 4096 and config.scheduler_config.enable_chunked_prefill is False
     assert config.scheduler_config.max_num_seqs == 4 and config.parallel_config.tensor_parallel_size == 4
     assert config.parallel_config.worker_cls == "vllm_neuron.worker.neuron_worker.NeuronWorker"
-    assert config.additional_config["override_neuron_config"]["qwen35"] == {"moe_backend": "nxd"}
+    override = config.additional_config["override_neuron_config"]
+    assert override["qwen35"] == {"moe_backend": "ours", "deltanet_kernel": "ours", "attention_kernel": "ours"}
+    assert override["context_encoding_buckets"] == [128, 512, 2048]
 
 
 def test_vllm_refuses_to_run_the_model_itself(published_35b):

@@ -1,8 +1,8 @@
 """Import shims for the closed-source Neuron binaries, so the real NxDI / NxD Python runs in NxDI's CPU
 mode on a machine without the Neuron SDK.
 
-Shimmed: torch_neuronx, neuronxcc, libneuronxla, nki, nkilib, torch_xla and torch.classes.neuron -
-exactly the modules and names listed in :mod:`.symbols`. Each name is a placeholder that raises
+Shimmed: torch_neuronx, neuronxcc, libneuronxla, nki, nkilib, torch_xla and torch.classes.neuron (and
+torchvision, whose CPU build is not on PyPI: see ``symbols.VLLM_LOADER_PLACEHOLDERS``) - exactly the modules and names listed in :mod:`.symbols`. Each name is a placeholder that raises
 NotImplementedError naming itself when called, except the few CPU mode really uses
 (``symbols.CPU_MODE``). A module or name the list lacks is an ImportError, so a new dependency of the
 SDK sources shows up instead of being papered over.
@@ -23,7 +23,8 @@ import torch
 from .placeholder import Placeholder, ShimModule
 from .symbols import CPU_MODE, PLACEHOLDERS, module_names, symbol_count
 
-ROOTS = ("torch_neuronx", "neuronxcc", "libneuronxla", "nki", "nkilib", "torch_xla")
+ROOTS = ("torch_neuronx", "neuronxcc", "libneuronxla", "nki", "nkilib", "torch_xla",
+         "torchvision")  # torchvision: no CPU build on PyPI (symbols.VLLM_LOADER_PLACEHOLDERS)
 TORCH_CLASSES = "torch.classes.neuron"
 
 __all__ = ["install", "real_sdk_installed", "symbol_count", "Placeholder"]

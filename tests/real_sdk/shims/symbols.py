@@ -100,6 +100,30 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Imported only through NxDI's utils.constants (its table of every NxDI model), which vllm-neuron's NxDI
+# loader imports (tests/real_vllm). torchvision is open source, but its CPU build is not on PyPI (the PyPI
+# wheel needs CUDA's libc10_cuda); only NxDI's mllama image transform imports it, and nothing here runs it.
+VLLM_LOADER_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "neuronxcc.nki.kernels.attention": ("attention_isa_kernel",),
+    "neuronxcc.nki.language": ("tile_size",),
+    "nkilib.core.attention": (),
+    "nkilib.core.attention.attention_cte": (),
+    "nkilib.core.mlp": (),
+    "nkilib.core.mlp.mlp": ("mlp",),
+    "nkilib.core.rmsnorm": (),
+    "nkilib.core.rmsnorm.rmsnorm_quant": ("RmsNormQuantKernelArgs", "rmsnorm_quant_kernel"),
+    "nkilib.core.utils.common_types": ("QuantizationType",),
+    "nkilib.experimental": (),
+    "nkilib.experimental.transformer": (),
+    "nkilib.experimental.transformer.attention_block_tkg": ("attention_block_tkg",),
+    "torchvision": (),
+    "torchvision.transforms": (),
+    "torchvision.transforms.functional": (),
+}
+for _module, _names in VLLM_LOADER_PLACEHOLDERS.items():
+    PLACEHOLDERS[_module] = PLACEHOLDERS.get(_module, ()) + _names
+
+
 # ---------------------------------------------------------------------------------------------
 # what CPU mode really uses
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""Steps 2 and 3 of ``vllm serve DIR`` with the real vLLM 0.16.0 and vllm-neuron 0.5.0: the NxDI loader picks
+our class and builds its config, and the module it returns serves vLLM-shaped steps with transformers'
+tokens. One fresh rank process (the real-SDK tier's harness: shims for the closed binaries, NxDI's CPU
+mode standing in for compile + load: see ``vllm_serving_job``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sdk_cases import MIXED, NEW_TOKENS, reference_key
+
+PROMPTS = MIXED[:2]  # two sequences of different lengths, one prefill step, then decode steps
+MAX_NUM_SEQS = 2
+# --additional-config '{"override_neuron_config": {...}}': NxDI's CPU sampler, and our run settings (the
+# PyTorch twins: NKI kernels cannot run on a CPU)
+OVERRIDE = {"on_cpu": True, "qwen35": {"deltanet_kernel": "torch", "attention_kernel": "torch", "moe_block_size": 16}}
+
+
+@pytest.fixture(scope="module")
+def served(tier_data, tmp_path_factory) -> dict:
+    from sdk_harness import run_ranks
+
+    compiled = tmp_path_factory.mktemp("compiled") / "qwen35-tp1"
+    [result] = run_ranks(1, "vllm_serving_job:vllm_serving_job", model_dir=str(tier_data / "default"),
+                         prompts=PROMPTS, new_tokens=NEW_TOKENS, max_num_seqs=MAX_NUM_SEQS, override=OVERRIDE,
+                         compiled_dir=str(compiled))
+    return result
+
+
+def test_the_real_loader_picks_our_class_and_builds_its_config(served):
+    assert served["picked"] == "LazyModelClass('qwen35_neuron.neuron.model:Qwen35MoeForCausalLM')"
+    assert served["picked_class"] == "qwen35_neuron.neuron.model.Qwen35MoeForCausalLM"
+    assert (served["loader_module"], served["application"]) == ("NeuronCausalLM", "Qwen35MoeForCausalLM")
+    assert (served["config_class"], served["neuron_config_class"]) == ("Qwen35MoeInferenceConfig", "Qwen35MoeNeuronConfig")
+    assert (served["num_key_value_heads"], served["head_dim"]) == (2, 32)  # the loader's top-level reads
+    settings = served["settings"]
+    assert (settings.deltanet_kernel, settings.attention_kernel, settings.moe_block_size) == ("torch", "torch", 16)
+    assert (settings.batch_size, settings.max_length, settings.dtype) == (MAX_NUM_SEQS, 64, "float32")
+    assert served["sampling"]["dynamic"] is True  # each request's top_k / top_p / temperature reach the sampler
+    hashed = json.loads(served["hash_input"])  # what the loader hashes into the artifacts path: plain JSON
+    assert "text_config" not in hashed and hashed["neuron_config"]["qwen35"] == OVERRIDE["qwen35"]
+    print("vllm-neuron picked", served["picked_class"], "with", served["config_class"], served["settings"])
+
+
+def test_vllm_shaped_steps_give_transformers_greedy_tokens(served, reference):
+    expected = [reference[reference_key(p)] for p in PROMPTS]
+    print("tokens (vLLM loader, NxDI CPU mode):", served["tokens"], "transformers:", expected)
+    assert served["tokens"] == expected
+
+
+def test_where_the_chain_stops_on_a_cpu(served):
+    """Compiling needs the closed Neuron compiler stack; a restart with NEURON_COMPILED_ARTIFACTS rebuilds our
+    application from the saved neuron_config.json (vLLM's new overrides unused) and then needs the compiled
+    graphs (model.pt) - the loader reads their absence as 'recompile'."""
+    stops = served["stops"]
+    print("where the chain stops:", stops["compile"], "|", stops["restart"])
+    assert "torch_neuronx" in stops["compile"]
+    assert stops["restart"].startswith("ValueError") and "model.pt" in stops["restart"]
+    config_class, settings = stops["restart_config"]
+    assert config_class == "Qwen35MoeInferenceConfig" and settings == served["settings"]
