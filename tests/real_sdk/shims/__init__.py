@@ -2,7 +2,8 @@
 mode on a machine without the Neuron SDK.
 
 Shimmed: torch_neuronx, neuronxcc, libneuronxla, nki, nkilib, torch_xla and torch.classes.neuron (and
-torchvision, whose CPU build is not on PyPI: see ``symbols.VLLM_LOADER_PLACEHOLDERS``) - exactly the modules and names listed in :mod:`.symbols`. Each name is a placeholder that raises
+torchvision, whose CPU build is not on PyPI: see ``symbols.VLLM_LOADER_PLACEHOLDERS``) - exactly the
+modules and names listed in :mod:`.symbols`. Each name is a placeholder that raises
 NotImplementedError naming itself when called, except the few CPU mode really uses
 (``symbols.CPU_MODE``). A module or name the list lacks is an ImportError, so a new dependency of the
 SDK sources shows up instead of being papered over.
