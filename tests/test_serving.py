@@ -148,6 +148,8 @@ def test_register_with_fake_plugin(monkeypatch, caplog):
         register()
     entry = model_types["qwen3_5moe"]["causal-lm"]
     assert isinstance(entry, LazyModelClass) and entry.target == MODEL_CLASS_PATH
+    dense = model_types["qwen3_5"]["causal-lm"]  # the dense family, served by its own class name
+    assert isinstance(dense, LazyModelClass) and dense.target == "qwen35_neuron.neuron.model:Qwen35ForCausalLM"
     assert model_types["qwen3_moe"] == {"causal-lm": object}
     assert multimodal == ["LlavaForConditionalGeneration"]  # left alone: see the module docstring
     assert len(caplog.records) == 2 and "MODEL_TYPES['qwen3_5moe']['causal-lm']" in caplog.records[0].message
@@ -190,11 +192,13 @@ def test_vllm_architectures_registered_once_and_never_over_vllms_own():
 
     native = object()
     registry, config_map = FakeModelRegistry({"Qwen3_5MoeForCausalLM": native}), {}
-    added = register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate)
+    added = register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate,
+                                        ARCHITECTURES)
     assert added == ["Qwen3_5MoeForConditionalGeneration"]  # a newer vLLM's own entry is left alone
     assert registry.models["Qwen3_5MoeForCausalLM"] is native
     assert config_map == {"Qwen3_5MoeForConditionalGeneration": Qwen35MoeVllmConfigUpdate}
-    assert register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate) == []
+    assert register_vllm_architectures(registry, config_map, Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate,
+                                       ARCHITECTURES) == []
 
 
 def test_declaration_is_never_a_model_and_says_what_to_install():
@@ -229,4 +233,14 @@ def test_transformers_config_keeps_the_published_layout_with_top_level_views():
     assert as_dict["text_config"]["rope_parameters"]["mrope_section"] == [11, 11, 10]
     config.head_dim = 128  # a flat override (vLLM's --hf-overrides) lands in the text config
     assert config.text_config.head_dim == 128
-    assert register_transformers_config() is False
+    assert register_transformers_config() == []
+
+
+def test_transformers_config_of_the_dense_family():
+    from qwen35_neuron.serving.transformers_config import Qwen35Config
+    from qwen35_neuron.testing.family_configs import QWEN35_27B
+
+    config = Qwen35Config(**QWEN35_27B)
+    assert (config.model_type, config.num_key_value_heads, config.head_dim, config.num_hidden_layers) == (
+        "qwen3_5", 4, 256, 64)
+    assert type(config.text_config).__name__ == "Qwen35TextConfig"

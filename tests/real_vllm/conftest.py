@@ -63,9 +63,16 @@ def reference(tier_data) -> dict:
 
 @pytest.fixture(scope="session")
 def published_35b(tmp_path_factory) -> Path:
-    from vllm_published import write_35b_config
+    from vllm_published import qwen35_35b_config_json, write_config
 
-    return write_35b_config(tmp_path_factory.mktemp("qwen35-35b"))
+    return write_config(tmp_path_factory.mktemp("qwen35-35b"), qwen35_35b_config_json())
+
+
+@pytest.fixture(scope="session")
+def published_27b(tmp_path_factory) -> Path:
+    from vllm_published import qwen35_27b_config_json, write_config
+
+    return write_config(tmp_path_factory.mktemp("qwen35-27b"), qwen35_27b_config_json())
 
 
 @pytest.fixture

@@ -63,6 +63,18 @@ def test_engine_args_build_the_35b_model_config(published_35b):
     assert text.rope_parameters["mrope_section"] == [11, 11, 10] and text.layer_types[3] == "full_attention"
 
 
+def test_engine_args_build_the_dense_27b_model_config(published_27b):
+    """The dense family (``qwen3_5``, 27B as published) parses the same way."""
+    from vllm.engine.arg_utils import EngineArgs
+
+    mc = EngineArgs(model=str(published_27b), max_model_len=4096, tensor_parallel_size=4,
+                    skip_tokenizer_init=True).create_model_config()
+    summary = model_config_summary(mc)
+    assert (summary["architecture"], summary["hf_config"], summary["num_key_value_heads"], summary["head_dim"],
+            summary["num_layers"], summary["hidden_size"]) == ("Qwen3_5ForConditionalGeneration", "Qwen35Config",
+                                                               4, 256, 64, 5120)
+
+
 def test_engine_args_build_the_tiny_checkpoint_model_config(tier_data):
     """The tiny checkpoint the loader tests serve (safetensors beside config.json; fp32)."""
     from vllm.engine.arg_utils import EngineArgs

@@ -32,6 +32,7 @@ def served(tier_data, tmp_path_factory) -> dict:
 def test_the_real_loader_picks_our_class_and_builds_its_config(served):
     assert served["picked"] == "LazyModelClass('qwen35_neuron.neuron.model:Qwen35MoeForCausalLM')"
     assert served["picked_class"] == "qwen35_neuron.neuron.model.Qwen35MoeForCausalLM"
+    assert served["dense_picked_class"] == "qwen35_neuron.neuron.model.Qwen35ForCausalLM"  # the dense family's key
     assert (served["loader_module"], served["application"]) == ("NeuronCausalLM", "Qwen35MoeForCausalLM")
     assert (served["config_class"], served["neuron_config_class"]) == ("Qwen35MoeInferenceConfig", "Qwen35MoeNeuronConfig")
     assert (served["num_key_value_heads"], served["head_dim"]) == (2, 32)  # the loader's top-level reads

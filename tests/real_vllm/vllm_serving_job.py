@@ -132,8 +132,10 @@ def vllm_serving_job(model_dir: str, prompts: list[list[int]], new_tokens: int, 
     sampling = nc.on_device_sampling_config
     requests = [{"prompt": list(p), "top_k": 0, "top_p": 1.0, "temperature": 0.0} for p in prompts]
     resolved = picked.resolve() if hasattr(picked, "resolve") else picked
+    dense = loader._get_neuron_model_cls("Qwen3_5ForConditionalGeneration").resolve()
     return {
         "picked": repr(picked), "picked_class": f"{resolved.__module__}.{resolved.__qualname__}",
+        "dense_picked_class": f"{dense.__module__}.{dense.__qualname__}",
         "loader_module": type(model).__name__, "application": type(app).__name__,
         "config_class": type(app.config).__name__, "neuron_config_class": type(nc).__name__,
         "settings": app.config.settings(), "text": app.config.text(),

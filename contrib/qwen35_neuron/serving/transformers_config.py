@@ -1,9 +1,9 @@
-"""Qwen3.5 MoE config classes for transformers releases that lack them (4.57, the NxDI route's pin).
+"""Qwen3.5 config classes for transformers releases that lack them (4.57, the NxDI route's pin).
 
 vLLM parses ``config.json`` with transformers' ``AutoConfig`` before any model code runs; under
-transformers 4.57 ``model_type: qwen3_5_moe`` is unknown there, so ``vllm serve`` stops at parsing.
-:func:`register_transformers_config` registers the classes below with ``AutoConfig`` when (and only
-when) the installed transformers has no ``qwen3_5_moe`` of its own.
+transformers 4.57 ``model_type: qwen3_5_moe`` (and the dense ``qwen3_5``) is unknown there, so
+``vllm serve`` stops at parsing. :func:`register_transformers_config` registers the classes below
+with ``AutoConfig`` for each model type the installed transformers does not know.
 
 The composite config keeps the published layout (nested ``text_config`` / ``vision_config``,
 ``rope_parameters`` with the mRoPE section inside the text config) and adds read-through views of
@@ -22,6 +22,9 @@ from transformers import PretrainedConfig
 COMPOSITE_MODEL_TYPE = "qwen3_5_moe"
 TEXT_MODEL_TYPE = "qwen3_5_moe_text"
 VISION_MODEL_TYPE = "qwen3_5_moe_vision"
+DENSE_MODEL_TYPE = "qwen3_5"
+DENSE_TEXT_MODEL_TYPE = "qwen3_5_text"
+DENSE_VISION_MODEL_TYPE = "qwen3_5_vision"
 
 # Text fields read at the top level of the composite config by vLLM-Neuron 0.5.0
 # (_get_model_configs: num_key_value_heads, head_dim, else hidden_size // num_attention_heads;
@@ -31,7 +34,7 @@ TOP_LEVEL_TEXT_FIELDS = ("num_key_value_heads", "head_dim", "num_attention_heads
 
 
 class Qwen35MoeTextConfig(PretrainedConfig):
-    """The language model's fields exactly as config.json's ``text_config`` states them."""
+    """The MoE language model's fields exactly as config.json's ``text_config`` states them."""
 
     model_type = TEXT_MODEL_TYPE
     base_config_key = "text_config"
@@ -59,11 +62,8 @@ class _TextField:
         setattr(instance.text_config, self.name, value)
 
 
-class Qwen35MoeConfig(PretrainedConfig):
-    """``model_type: qwen3_5_moe``: text and vision sub-configs plus top-level views of text fields."""
-
-    model_type = COMPOSITE_MODEL_TYPE
-    sub_configs = {"text_config": Qwen35MoeTextConfig, "vision_config": Qwen35MoeVisionConfig}
+class _CompositeConfig(PretrainedConfig):
+    """Text and vision sub-configs plus top-level views of the text fields."""
 
     num_key_value_heads = _TextField()
     head_dim = _TextField()
@@ -76,9 +76,43 @@ class Qwen35MoeConfig(PretrainedConfig):
     def __init__(self, text_config: dict | PretrainedConfig | None = None,
                  vision_config: dict | PretrainedConfig | None = None, **kwargs: Any) -> None:
         # The sub-configs first: the base constructor may set a top-level view (a flat override).
-        self.text_config = _sub_config(Qwen35MoeTextConfig, text_config)
-        self.vision_config = _sub_config(Qwen35MoeVisionConfig, vision_config)
+        self.text_config = _sub_config(self.sub_configs["text_config"], text_config)
+        self.vision_config = _sub_config(self.sub_configs["vision_config"], vision_config)
         super().__init__(**kwargs)
+
+
+class Qwen35MoeConfig(_CompositeConfig):
+    """``model_type: qwen3_5_moe`` (35B-A3B, 122B-A10B, 397B-A17B)."""
+
+    model_type = COMPOSITE_MODEL_TYPE
+    sub_configs = {"text_config": Qwen35MoeTextConfig, "vision_config": Qwen35MoeVisionConfig}
+
+    def __init__(self, text_config: dict | PretrainedConfig | None = None,  # an own __init__: transformers 5
+                 vision_config: dict | PretrainedConfig | None = None, **kwargs: Any) -> None:  # generates one
+        super().__init__(text_config, vision_config, **kwargs)
+
+
+class Qwen35TextConfig(PretrainedConfig):
+    """The dense language model's fields exactly as config.json's ``text_config`` states them."""
+
+    model_type = DENSE_TEXT_MODEL_TYPE
+    base_config_key = "text_config"
+
+
+class Qwen35VisionConfig(PretrainedConfig):
+    model_type = DENSE_VISION_MODEL_TYPE
+    base_config_key = "vision_config"
+
+
+class Qwen35Config(_CompositeConfig):
+    """``model_type: qwen3_5`` (the dense 0.8B ... 27B)."""
+
+    model_type = DENSE_MODEL_TYPE
+    sub_configs = {"text_config": Qwen35TextConfig, "vision_config": Qwen35VisionConfig}
+
+    def __init__(self, text_config: dict | PretrainedConfig | None = None,
+                 vision_config: dict | PretrainedConfig | None = None, **kwargs: Any) -> None:
+        super().__init__(text_config, vision_config, **kwargs)
 
 
 def _sub_config(cls: type[PretrainedConfig], value: dict | PretrainedConfig | None) -> PretrainedConfig:
@@ -87,17 +121,21 @@ def _sub_config(cls: type[PretrainedConfig], value: dict | PretrainedConfig | No
     return cls(**(value or {}))
 
 
-def register_transformers_config() -> bool:
-    """Register the classes with ``AutoConfig`` unless transformers already knows ``qwen3_5_moe``.
+REGISTRATIONS = ((COMPOSITE_MODEL_TYPE, Qwen35MoeConfig), (TEXT_MODEL_TYPE, Qwen35MoeTextConfig),
+                 (DENSE_MODEL_TYPE, Qwen35Config), (DENSE_TEXT_MODEL_TYPE, Qwen35TextConfig))
 
-    Returns True when this call registered them. Idempotent: a second call finds them registered.
+
+def register_transformers_config() -> list[str]:
+    """Register each class with ``AutoConfig`` whose model type the installed transformers does not know.
+
+    Returns the model types this call registered. Idempotent: a second call finds them registered.
     """
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if COMPOSITE_MODEL_TYPE in CONFIG_MAPPING:
-        return False
-    AutoConfig.register(COMPOSITE_MODEL_TYPE, Qwen35MoeConfig)
-    if TEXT_MODEL_TYPE not in CONFIG_MAPPING:
-        AutoConfig.register(TEXT_MODEL_TYPE, Qwen35MoeTextConfig)
-    return True
+    added = []
+    for model_type, config_class in REGISTRATIONS:
+        if model_type not in CONFIG_MAPPING:
+            AutoConfig.register(model_type, config_class)
+            added.append(model_type)
+    return added

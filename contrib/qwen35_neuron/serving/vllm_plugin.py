@@ -38,6 +38,10 @@ logger = logging.getLogger("vllm.plugins.qwen35_neuron")
 
 MODEL_CLASS_PATH = "qwen35_neuron.neuron.model:Qwen35MoeForCausalLM"
 ARCHITECTURES = ("Qwen3_5MoeForConditionalGeneration", "Qwen3_5MoeForCausalLM")
+DENSE_MODEL_CLASS_PATH = "qwen35_neuron.neuron.model:Qwen35ForCausalLM"
+DENSE_ARCHITECTURES = ("Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM")
+# NxDI's model table: each family's architectures and the class that serves them
+FAMILIES = ((ARCHITECTURES, MODEL_CLASS_PATH), (DENSE_ARCHITECTURES, DENSE_MODEL_CLASS_PATH))
 NXDI_CONSTANTS_MODULE = "neuronx_distributed_inference.utils.constants"
 PLUGIN_CONSTANTS_MODULE = "vllm_neuron.worker.constants"
 
@@ -99,7 +103,7 @@ class RegistrationResult:
 
     def describe(self) -> str:
         keys = ", ".join(f"MODEL_TYPES[{m!r}][{t!r}]" for m, t in self.keys)
-        text = f"qwen35_neuron: registered Qwen3.5 MoE for vLLM-Neuron's NxDI route at {keys}"
+        text = f"qwen35_neuron: registered Qwen3.5 for vLLM-Neuron's NxDI route at {keys}"
         if self.replaced:
             text += f" (replaced the entries already at {self.replaced})"
         if self.multimodal_added:
@@ -151,10 +155,11 @@ def register() -> None:
 
 def _register_transformers_config() -> tuple[int, str]:
     """config registration with transformers"""
-    from .transformers_config import COMPOSITE_MODEL_TYPE, register_transformers_config
+    from .transformers_config import register_transformers_config
 
-    if register_transformers_config():
-        return logging.INFO, f"qwen35_neuron: registered model_type {COMPOSITE_MODEL_TYPE!r} with transformers' AutoConfig"
+    added = register_transformers_config()
+    if added:
+        return logging.INFO, f"qwen35_neuron: registered model types {added} with transformers' AutoConfig"
     return logging.DEBUG, ""
 
 
@@ -168,7 +173,7 @@ def _register_vllm_architectures() -> tuple[int, str]:
     from .vllm_arch import Qwen35MoeNxdiDeclaration, Qwen35MoeVllmConfigUpdate
 
     added = register_vllm_architectures(ModelRegistry, MODELS_CONFIG_MAP, Qwen35MoeNxdiDeclaration,
-                                        Qwen35MoeVllmConfigUpdate)
+                                        Qwen35MoeVllmConfigUpdate, ARCHITECTURES + DENSE_ARCHITECTURES)
     if not added:
         return logging.DEBUG, ""
     return logging.INFO, f"qwen35_neuron: registered {', '.join(added)} with vLLM's ModelRegistry (served by vllm-neuron)"
@@ -200,7 +205,11 @@ def _register_with_installed_stack() -> tuple[int, str]:
         return logging.WARNING, ("qwen35_neuron: not registering Qwen3.5 with vLLM-Neuron: this vllm-neuron has "
                                  "no NxDI route (releases >= 0.21 are native); use vllm-neuron 0.5.0 with NxDI, "
                                  "see docs/nxdi-api-notes.md")
-    result = register_into(model_types, None)
+    result = RegistrationResult()
+    for architectures, class_path in FAMILIES:
+        family = register_into(model_types, None, architectures=architectures, model_class=LazyModelClass(class_path))
+        result.keys += family.keys
+        result.replaced += family.replaced
     return (logging.WARNING if result.replaced else logging.INFO), result.describe()
 
 
