@@ -15,7 +15,8 @@ PROMPTS = MIXED[:2]  # two sequences of different lengths, one prefill step, the
 MAX_NUM_SEQS = 2
 # --additional-config '{"override_neuron_config": {...}}': NxDI's CPU sampler, and our run settings (the
 # PyTorch twins: NKI kernels cannot run on a CPU)
-OVERRIDE = {"on_cpu": True, "qwen35": {"deltanet_kernel": "torch", "attention_kernel": "torch", "moe_block_size": 16}}
+OVERRIDE = {"on_cpu": True, "qwen35": {"deltanet_kernel": "torch", "attention_kernel": "torch", "moe_kernel": "torch",
+                                     "moe_block_size": 16}}
 
 
 @pytest.fixture(scope="module")
