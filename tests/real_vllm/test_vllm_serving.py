@@ -62,3 +62,9 @@ def test_where_the_chain_stops_on_a_cpu(served):
     assert stops["restart"].startswith("ValueError") and "model.pt" in stops["restart"]
     config_class, settings = stops["restart_config"]
     assert config_class == "Qwen35MoeInferenceConfig" and settings == served["settings"]
+
+
+def test_modes_our_state_cannot_serve_are_refused_with_the_fix(served):
+    refused = served["refused"]
+    assert "--no-enable-prefix-caching" in refused["prefix_caching"]
+    assert "block KV layout" in refused["block_kv_layout"]

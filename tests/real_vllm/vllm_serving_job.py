@@ -144,7 +144,26 @@ def vllm_serving_job(model_dir: str, prompts: list[list[int]], new_tokens: int, 
         "hash_input": app.config.to_json_string(),
         "tokens": serve(model, requests, new_tokens, max_num_seqs),
         "stops": where_the_chain_stops(model, model_dir, compiled_dir),
+        "refused": refused_modes(model_dir),
     }
+
+
+def refused_modes(model_dir: str) -> dict:
+    """Neuron configs asking for modes our state layout cannot serve (what vllm-neuron builds with prefix
+    caching on): the real NxDI config classes with ours, and the one error each gives."""
+    from qwen35_neuron.errors import UnsupportedConfigError
+    from qwen35_neuron.neuron.config import Qwen35MoeInferenceConfig, Qwen35MoeNeuronConfig, load_qwen35_config
+
+    base = dict(tp_degree=1, batch_size=2, seq_len=MAX_MODEL_LEN, torch_dtype="float32", on_cpu=True)
+    result = {}
+    for name, flags in {"prefix_caching": {"is_prefix_caching": True, "is_block_kv_layout": True},
+                        "block_kv_layout": {"is_block_kv_layout": True}}.items():
+        try:
+            Qwen35MoeInferenceConfig(Qwen35MoeNeuronConfig(**base, **flags), load_config=load_qwen35_config(model_dir))
+            result[name] = "accepted"
+        except UnsupportedConfigError as err:
+            result[name] = str(err)
+    return result
 
 
 def where_the_chain_stops(model, model_dir: str, compiled_dir: str) -> dict:
