@@ -26,11 +26,6 @@ DENSE_MODEL_TYPE = "qwen3_5"
 DENSE_TEXT_MODEL_TYPE = "qwen3_5_text"
 DENSE_VISION_MODEL_TYPE = "qwen3_5_vision"
 
-# Text fields read at the top level of the composite config by vLLM-Neuron 0.5.0
-# (_get_model_configs: num_key_value_heads, head_dim, else hidden_size // num_attention_heads;
-# utils.get_num_layers_from_hf_config: num_hidden_layers) and by callers that expect a flat config.
-TOP_LEVEL_TEXT_FIELDS = ("num_key_value_heads", "head_dim", "num_attention_heads", "hidden_size",
-                         "num_hidden_layers", "vocab_size", "max_position_embeddings")
 
 
 class Qwen35MoeTextConfig(PretrainedConfig):
@@ -65,6 +60,9 @@ class _TextField:
 class _CompositeConfig(PretrainedConfig):
     """Text and vision sub-configs plus top-level views of the text fields."""
 
+    # Text fields read at the top level of the composite config by vLLM-Neuron 0.5.0
+    # (_get_model_configs: num_key_value_heads, head_dim, else hidden_size // num_attention_heads;
+    # utils.get_num_layers_from_hf_config: num_hidden_layers) and by callers that expect a flat config.
     num_key_value_heads = _TextField()
     head_dim = _TextField()
     num_attention_heads = _TextField()
