@@ -15,6 +15,7 @@ REFERENCE_FILE = "reference.json"  # in the data directory, beside one checkpoin
 NEW_TOKENS = 8
 BUCKETS = (8, 16, 32)
 MAX_LENGTH = 64
+TOKEN_BUCKETS = (16, 32, MAX_LENGTH)  # token-generation graphs reading 16 / 32 / 64 cache slots
 BATCH = 4  # compiled rows; every batch below is smaller, so NxDI pads it to 4
 
 # a mixed-length batch, each prompt alone, and prompts that exactly fill a bucket (NxDI then takes the
@@ -30,6 +31,7 @@ FILLS = {8: [3, 14, 15, 92, 65, 35, 89, 79],
 # pads a batch (``logits, *kv_caches = outputs``), an NxDI limitation of CPU mode only.
 VARIANTS: dict[str, dict] = {
     "ctx1": {"ctx_batch_size": 1},
+    "token_buckets": {"token_buckets": TOKEN_BUCKETS},
     "nxd_moe": {"moe_backend": "nxd"},
     "on_device_sampling": {"on_device_sampling": True, "on_cpu": True},
 }
@@ -43,7 +45,7 @@ def settings_kwargs(tp: int, **changes) -> dict:
     """NeuronSettings of the tier: fp32 (NxDI's CPU mode needs it at TP > 1), the PyTorch twins of the
     kernels (NKI cannot run here), the whole batch in one context-encoding call."""
     base = dict(tp_degree=tp, lnc=1, batch_size=BATCH, ctx_batch_size=None, context_buckets=BUCKETS,
-                max_length=MAX_LENGTH, dtype="float32", deltanet_kernel="torch", attention_kernel="torch",
+                max_length=MAX_LENGTH, dtype="float32", deltanet_kernel="torch", attention_kernel="torch", moe_kernel="torch",
                 gdr_chunk_size=8, save_sharded_checkpoint=False)
     base.update(changes)
     return base

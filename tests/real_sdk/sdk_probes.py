@@ -175,6 +175,46 @@ def state_carry(app) -> dict:
             "tkg_changed": not all(torch.equal(s, p) for s, p in zip(states, tkg.past_key_values))}
 
 
+def tkg_mask_widths(app) -> dict:
+    """The attention-mask width (= token-generation bucket) of every TKG call of the mixed batch, as NxDI's
+    wrapper picks and pads it, and the tokens."""
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    widths = []
+    handle = _graphs(app)[1].register_forward_pre_hook(lambda module, args: widths.append(int(args[1].shape[1])))
+    try:
+        tokens = generate_direct(app, MIXED, NEW_TOKENS).tokens
+    finally:
+        handle.remove()
+    return {"widths": widths, "tokens": tokens}
+
+
+def full_batch_any_order(app) -> dict:
+    """A context encoding covering every row with the prompts in rows [2, 0, 3, 1] (NxDI runs a full batch
+    as given), then greedy decode steps over all rows: each prompt's tokens, in the caller's order."""
+    from qwen35_neuron.neuron.generation import decode_mask, right_padded
+
+    prompts = MIXED + [FILLS[8]]
+    rows = [2, 0, 3, 1]
+    ids, mask, positions = right_padded(prompts)
+    app.reset()
+    out = app(input_ids=ids, attention_mask=mask, position_ids=positions, seq_ids=torch.tensor(rows, dtype=torch.int32))
+    first = out.logits[:, -1, :].argmax(dim=-1).tolist()
+    tokens = [[0] for _ in rows]  # per row
+    lengths = [0] * len(rows)
+    for i, row in enumerate(rows):
+        tokens[row], lengths[row] = [first[i]], len(prompts[i])
+    for _ in range(NEW_TOKENS - 1):
+        step = app(input_ids=torch.tensor([[t[-1]] for t in tokens], dtype=torch.int32),
+                   attention_mask=decode_mask(lengths, [True] * len(rows)),
+                   position_ids=torch.tensor([[n] for n in lengths], dtype=torch.int32),
+                   seq_ids=torch.arange(len(rows), dtype=torch.int32))
+        for row, token in enumerate(step.logits[:, -1, :].argmax(dim=-1).tolist()):
+            tokens[row].append(token)
+        lengths = [n + 1 for n in lengths]
+    return {reference_key(p): tokens[row] for p, row in zip(prompts, rows)}
+
+
 def instances(app) -> dict:
     """Per-bucket model instances as NxDI builds them for tracing, and their alias maps."""
     out = {}
@@ -200,8 +240,10 @@ def instances(app) -> dict:
 TEXT_PROBES: dict[str, Callable] = {
     "loaded_weights": loaded_weights, "tokens_alone": tokens_alone, "tokens_mixed": tokens_mixed,
     "first_logits": first_logits, "idle_rows": idle_rows, "buckets": buckets, "state_carry": state_carry,
-    "instances": instances,
+    "instances": instances, "full_batch_any_order": full_batch_any_order,
 }
+# extra probes of one settings variant
+VARIANT_PROBES: dict[str, dict[str, Callable]] = {"token_buckets": {"tkg_mask_widths": tkg_mask_widths}}
 
 
 def _run(probes: dict[str, Callable], app) -> dict:
@@ -219,7 +261,8 @@ def text_job(model_dir: str, tp: int, variants: dict[str, dict] | None = None) -
     results = {"main": _run(TEXT_PROBES, build_application(model_dir, _settings(tp)))}
     for name, changes in (variants or {}).items():
         app = build_application(model_dir, _settings(tp, **changes))
-        results[name] = _run({"tokens_mixed": tokens_mixed, "loaded_weights": loaded_weights}, app)
+        results[name] = _run({"tokens_mixed": tokens_mixed, "loaded_weights": loaded_weights,
+                              **VARIANT_PROBES.get(name, {})}, app)
     return results
 
 

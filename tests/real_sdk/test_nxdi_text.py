@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdk_cases import BUCKETS, CONFIGS, FILLS, MIXED, VARIANTS, reference_key
+from sdk_cases import BUCKETS, CONFIGS, FILLS, MIXED, TOKEN_BUCKETS, VARIANTS, reference_key
 
 TPS = (1, 2)
 CASES = [pytest.param(config, tp, id=f"{config}-tp{tp}") for config in CONFIGS for tp in TPS]
@@ -129,3 +129,24 @@ def test_every_bucket_instance_aliases_each_state_buffer_once(text_runs, config,
             [attention, attention, deltanet, deltanet]
         recurrent = [d for k, d in zip(bucket["kinds"], bucket["dtypes"]) if k == "recurrent_state"]
         assert recurrent == ["torch.float32"] * deltanet
+
+
+@pytest.mark.parametrize("config, tp", CASES)
+def test_token_generation_buckets_read_their_slots_and_keep_the_tokens(text_runs, reference, config, tp):
+    """Token-generation buckets 16 / 32 / 64: NxDI's wrapper picks the first bucket wider than the mask and
+    pads the mask to it; our graph then attends to that many cache slots only. Same tokens as
+    transformers (the mixed batch reaches 13 + 7 slots: buckets 16 and then 32)."""
+    results = text_runs(config, tp)
+    widths = probe(results, "tkg_mask_widths", "token_buckets")
+    assert set(widths["widths"]) == {16, 32} and widths["widths"] == sorted(widths["widths"])
+    assert set(widths["widths"]) <= set(TOKEN_BUCKETS)
+    assert widths["tokens"] == [reference[config][reference_key(p)] for p in MIXED]
+
+
+@pytest.mark.parametrize("config, tp", CASES)
+def test_a_full_batch_in_any_row_order_lands_in_its_rows(text_runs, reference, config, tp):
+    """NxDI runs a call covering every row as given (no sorting, no padding); the graph updates the state
+    buffers row by row, so our wrapper sorts the rows first and gives the outputs back in the caller's
+    order: every prompt continues in the row it was sent to."""
+    tokens = probe(text_runs(config, tp), "full_batch_any_order")
+    assert tokens == {key: reference[config][key] for key in tokens}
