@@ -4,9 +4,9 @@ Every row is its own request. ``prefill`` validates every prompt before anything
 request never changes any row. A prompt longer than the largest context bucket (up to the cache
 capacity) is prefilled in chunks (:func:`~qwen35_neuron.runtime.buckets.prefill_rounds`), each CTE
 call continuing from the conv, recurrent and KV state the previous one left in the row; rows whose
-prompt is done take no part in the later calls. A row's cache position and rotary offset (multimodal RoPE delta)
-belong to its request and are reset when a new one starts there: a text prompt after an image
-prompt never inherits image positions.
+prompt is done take no part in the later calls. A row's cache position and rotary offset
+(multimodal RoPE delta) belong to its request and are reset when a new one starts there: a text
+prompt after an image prompt never inherits image positions.
 """
 
 from __future__ import annotations
