@@ -37,8 +37,18 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# long prompts: ~5x the largest of LONG_BUCKETS, so the context encoding runs as 6 chunks (5 full, a tail)
+LONG_BUCKETS = (4, 8)
+LONG = [(11 * i + 5) % 240 + 1 for i in range(42)]
+
+
 def all_prompts() -> list[list[int]]:
     return MIXED + list(FILLS.values())
+
+
+def reference_prompts() -> list[list[int]]:
+    """Every prompt whose transformers tokens the tier compares with."""
+    return all_prompts() + [LONG]
 
 
 def settings_kwargs(tp: int, **changes) -> dict:

@@ -266,4 +266,6 @@ def text_job(model_dir: str, tp: int, variants: dict[str, dict] | None = None) -
     return results
 
 
-JOBS: dict[str, Callable] = {"text": text_job}
+from sdk_long_probes import long_job  # noqa: E402 (issue 15's probes, which use the helpers above)
+
+JOBS: dict[str, Callable] = {"text": text_job, "long": long_job}
