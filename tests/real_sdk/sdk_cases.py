@@ -37,18 +37,14 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-# long prompts: ~5x the largest of LONG_BUCKETS, so the context encoding runs as 6 chunks (5 full, a tail)
+# a long prompt: ~5x the largest of LONG_BUCKETS (6 chunks: 5 full, a tail; test_nxdi_long_prompts.py),
+# and past the largest of BUCKETS too (2 chunks when it runs alone with the other prompts)
 LONG_BUCKETS = (4, 8)
 LONG = [(11 * i + 5) % 240 + 1 for i in range(42)]
 
 
 def all_prompts() -> list[list[int]]:
-    return MIXED + list(FILLS.values())
-
-
-def reference_prompts() -> list[list[int]]:
-    """Every prompt whose transformers tokens the tier compares with."""
-    return all_prompts() + [LONG]
+    return MIXED + list(FILLS.values()) + [LONG]
 
 
 def settings_kwargs(tp: int, **changes) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdk_cases import CONFIGS, NEW_TOKENS, REFERENCE_FILE, SEED, reference_key, reference_prompts  # noqa: E402
+from sdk_cases import CONFIGS, NEW_TOKENS, REFERENCE_FILE, SEED, all_prompts, reference_key  # noqa: E402
 from qwen35_neuron.testing.reference import hf_greedy, quiet_transformers  # noqa: E402
 from qwen35_neuron.testing.tiny import build_tiny_checkpoint, load_hf_text_reference, tiny_config_dict  # noqa: E402
 
@@ -27,7 +27,7 @@ def write(out: Path) -> dict:
     for name, overrides in CONFIGS.items():
         directory = build_tiny_checkpoint(out / name, tiny_config_dict(**overrides), seed=SEED)
         model = load_hf_text_reference(directory)
-        reference["tokens"][name] = {reference_key(p): hf_greedy(model, p, NEW_TOKENS)[0] for p in reference_prompts()}
+        reference["tokens"][name] = {reference_key(p): hf_greedy(model, p, NEW_TOKENS)[0] for p in all_prompts()}
     (out / REFERENCE_FILE).write_text(json.dumps(reference, indent=1))
     return reference
 
