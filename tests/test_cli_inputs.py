@@ -72,6 +72,10 @@ def test_generate_bad_options(capsys, tiny_dir, extra, message):
 
 
 @pytest.mark.parametrize("ids, message", [
+    ("1 2 3", "--input-ids must be comma-separated integers, got '1 2 3'"),  # never the single id 123
+    ("1_000", "--input-ids must be comma-separated integers"),
+    ("1,2,", "--input-ids must be comma-separated integers"),
+    ("[1, 2]", "--input-ids must be comma-separated integers"),
     ("-1", "token id -1 is outside the vocabulary"),
     ("99999999999999999999999", "outside the vocabulary"),
     ("1.5", "--input-ids must be comma-separated integers"),
@@ -81,11 +85,54 @@ def test_generate_bad_prompts(capsys, tiny_dir, ids, message):
     _one_error(capsys, main(["generate", "--model", tiny_dir, "--input-ids", ids]), message)
 
 
+def test_spaces_around_commas_are_fine(capsys, tiny_dir):
+    assert main(["generate", "--model", tiny_dir, "--input-ids", " 1, 2 ,3", "--max-new-tokens", "2", "--json"]) == 0
+    spaced = capsys.readouterr().out
+    assert main(["generate", "--model", tiny_dir, "--input-ids", "1,2,3", "--max-new-tokens", "2", "--json"]) == 0
+    assert capsys.readouterr().out == spaced
+
+
+def test_tiny_temperature_is_greedy_not_nan(capsys, tiny_dir):
+    """1e-44 / logits overflowed to inf (NaN probabilities); scaled from the row maximum it is greedy."""
+    assert main(_gen(tiny_dir, "--max-new-tokens", "5", "--json")) == 0
+    greedy = json.loads(capsys.readouterr().out)["tokens"]
+    assert main(_gen(tiny_dir, "--max-new-tokens", "5", "--json", "--do-sample", "--temperature", "1e-44")) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == greedy
+
+
+def test_unreadable_images_are_one_line(capsys, tiny_dir, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # claims 100000 x 100000 pixels
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+    (tmp_path / "empty.png").write_bytes(b"")
+    for image in (bomb, tmp_path / "empty.png", tmp_path):
+        code = main(["generate", "--model", tiny_dir, "--input-ids", "1,250", "--image", str(image)])
+        _one_error(capsys, code, "cannot read image", "pass a readable PNG/JPEG/WebP file")
+
+
 def test_generate_bad_model_paths(capsys, tmp_path, tiny_dir):
     _one_error(capsys, main(["generate", "--model", str(tmp_path / "nope"), "--input-ids", "1"]), "does not exist")
     config = str(Path(tiny_dir) / "config.json")
     _one_error(capsys, main(["generate", "--model", config, "--input-ids", "1"]), "is a file, not a model directory")
     _one_error(capsys, main(["generate", "--input-ids", "1"]), "--model/--model-path --compiled-model-path/--compiled is required")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is not valid JSON"),
+    ("[" * 100000, "is not valid JSON"),  # nesting deeper than the JSON parser recurses
+    ("null", "must hold a JSON object"),
+    ('{"model_type": "qwen3_5_moe", "text_config": "big"}', "'text_config' must be a JSON object"),
+])
+def test_broken_config_json_is_one_line(capsys, tmp_path, content, message):
+    (tmp_path / "config.json").write_text(content)
+    for argv in (["generate", "--input-ids", "1"], ["inspect"], ["roofline"]):
+        _one_error(capsys, main([argv[0], "--model", str(tmp_path), *argv[1:]]), message)
 
 
 def test_generate_broken_tokenizer_is_one_line(capsys, tiny_dir, tmp_path):

@@ -10,7 +10,14 @@ class UnsupportedConfigError(Qwen35Error):
 
 
 class CheckpointError(Qwen35Error):
-    """The checkpoint's tensors do not match what the config requires."""
+    """The checkpoint's files or tensors are unreadable, corrupt, or do not match the config.
+
+    ``model_dir`` is the directory as the user gave it, so a one-line summary can point at the
+    full report (``qwen35-neuron inspect --model DIR``)."""
+
+    def __init__(self, message: str, model_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.model_dir = model_dir
 
 
 class InputError(Qwen35Error):

@@ -78,3 +78,55 @@ def test_tied_embeddings_fill_the_lm_head():
     assert state["lm_head.weight"] is embed
     head = torch.zeros(3, 2)
     assert tie_lm_head({"embed_tokens.weight": embed, "lm_head.weight": head})["lm_head.weight"] is head
+
+
+def test_nxd_split_is_what_the_model_marks(fake_sdk_modules, tmp_path):
+    """The cut the rank-file writer makes for each checkpoint tensor is the partition dim (and stride 1)
+    NxD's sharder reads from the traced model's parameter; unmarked parameters are written whole."""
+    import json
+
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.config.neuron_settings import preset
+    from qwen35_neuron.neuron.model import NeuronQwen35MoeModel
+    from qwen35_neuron.parallel.nxd_shards import nxd_split
+    from qwen35_neuron.testing.family_configs import QWEN35_35B
+
+    fake_sdk_modules.TP[0] = 4
+    (tmp_path / "config.json").write_text(json.dumps(QWEN35_35B))
+    config = neuron.inference_config(tmp_path, preset("trn2.3xlarge", deltanet_kernel="torch", attention_kernel="torch"))
+    with torch.device("meta"):
+        model = NeuronQwen35MoeModel(config)
+    for name, param in model.named_parameters():
+        if name.startswith("past_key_values."):
+            continue
+        marked = (param.partition_dim, param.partition_stride) if getattr(param, "tensor_model_parallel", False) else None
+        assert nxd_split(name) == marked, name
+
+
+def test_shard_weights_streams_the_rank_files(fake_sdk_modules, tiny_dir, tmp_path):
+    """compile's pre-sharding writes weights/tp{r}_sharded_checkpoint.safetensors tensor by tensor; each holds
+    NxD's cut of the checkpoint get_state_dict gives NxDI."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    import qwen35_neuron.neuron as neuron
+    from qwen35_neuron.config.neuron_settings import NeuronSettings
+    from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
+    from qwen35_neuron.parallel.nxd_shards import nxd_cut, nxd_split
+    from nxdi_driver import TINY
+
+    fake_sdk_modules.TP[0] = 2
+    settings = dataclasses.replace(NeuronSettings(**TINY), tp_degree=2, dtype="bfloat16")
+    config = neuron.inference_config(tiny_dir, settings)
+    app = Qwen35MoeForCausalLM(tiny_dir, config)
+    hooked = []
+    app.shard_weights(str(tmp_path), pre_shard_weights_hook=hooked.append)
+    assert hooked == [app]
+    whole = Qwen35MoeForCausalLM.get_state_dict(tiny_dir, config)
+    for rank in range(2):
+        written = load_file(str(tmp_path / "weights" / f"tp{rank}_sharded_checkpoint.safetensors"))
+        assert written.keys() == whole.keys()
+        for name, tensor in whole.items():
+            assert torch.equal(written[name], nxd_cut(tensor, nxd_split(name), 2, rank)), (rank, name)
+            assert written[name].dtype == (torch.int32 if name == RANK_UTIL_KEY else torch.bfloat16)

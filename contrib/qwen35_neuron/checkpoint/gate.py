@@ -21,6 +21,8 @@ from .layout import MTP, TEXT, VISION, CheckpointLayout, DirectSource, Source, S
 from .reader import CheckpointReader
 
 FLOAT_DTYPES = frozenset({"F32", "F16", "BF16", "F64"})
+GATE_FIX = ("use the config.json that belongs to these weights (layer count, num_experts, head sizes), or "
+            "re-download the missing shards")
 _MTP_LAYER = re.compile(r"^mtp\.layers\.(\d+)\.")
 
 
@@ -76,6 +78,7 @@ class GateReport(_Findings):
     mtp_tensors: int = 0
     mtp_notes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)  # the likely cause of a failing gate (config of another size)
 
     @property
     def ok(self) -> bool:
@@ -96,13 +99,12 @@ class GateReport(_Findings):
             counts = (f"{len(self.missing)} missing, {len(self.mismatched)} wrong shape, "
                       f"{len(self.unexpected)} unexpected, {len(self.bad_dtype)} wrong dtype")
             lines = [f"{head} does not match config.json: {counts}"]
-            lines += ["  note: " + n for n in self.notes]
+            lines += ["  note: " + n for n in self.hints + self.notes]
             problems = self.problems
             lines += ["  " + line for line in problems[:max_lines]]
             if len(problems) > max_lines:
                 lines.append(f"  ... and {len(problems) - max_lines} more")
-            lines.append("  fix: use the config.json that belongs to these weights (layer count, num_experts, head "
-                         "sizes), or re-download the missing shards")
+            lines.append(f"  fix: {GATE_FIX}")
         if self.ok:
             lines += ["  note: " + n for n in self.notes]
         lines += ["  MTP (informational): " + n for n in self.mtp_notes[:5]]
@@ -110,9 +112,18 @@ class GateReport(_Findings):
             lines.append(f"  MTP: ... and {len(self.mtp_notes) - 5} more")
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """One line for a failing gate: the first problem (its tensor), the first hint, the fix."""
+        problems = self.problems
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        hint = f"; {self.hints[0]}" if self.hints else ""
+        return (f"checkpoint {self.checkpoint} does not match its config.json: {problems[0]}{more}{hint}; "
+                f"fix: {GATE_FIX}")
+
     def raise_if_failed(self, max_lines: int = 20) -> None:
+        """One error whose first line is :meth:`summary`, then the full report."""
         if not self.ok:
-            raise CheckpointError(self.format(max_lines))
+            raise CheckpointError(f"{self.summary()}\n{self.format(max_lines)}", model_dir=self.checkpoint)
 
     def __str__(self) -> str:
         return self.format()
@@ -157,7 +168,7 @@ def check_checkpoint(
     _check_mtp(report, layout.section(MTP), text)
     _report_leftovers(report, layout, wanted)
     if not report.ok and TEXT in wanted:
-        report.notes.extend(_size_hints(layout.section(TEXT), text))
+        report.hints.extend(_size_hints(layout.section(TEXT), text))
     return report
 
 

@@ -201,13 +201,24 @@ def _claim(sources: dict[str, Source], canonical: str, direct: DirectSource, dup
         sources[canonical] = direct
 
 
-def read_source(reader: CheckpointReader, source: Source) -> torch.Tensor:
-    """Read one canonical tensor; per-expert parts are stacked into the fused form here, on demand."""
+def read_source(reader: CheckpointReader, source: Source, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Read one canonical tensor in ``dtype`` (None: as stored). Per-expert parts are read straight
+    into their slots of the fused tensor, so stacking costs no second copy."""
     if isinstance(source, DirectSource):
-        return reader.get(source.raw_key)
-    experts = []
-    for expert in sorted(source.parts):
-        by_proj = source.parts[expert]
-        pieces = [reader.get(by_proj[proj].raw_key) for proj in source.projections]
-        experts.append(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0))
-    return torch.stack(experts, dim=0)
+        return reader.get(source.raw_key, dtype)
+    experts = sorted(source.parts)
+    first = [source.parts[experts[0]][proj] for proj in source.projections]
+    rows = [part.shape[0] for part in first]
+    out_dtype = dtype or reader.info(first[0].raw_key).torch_dtype
+    out = torch.empty((len(experts), sum(rows), *first[0].shape[1:]), dtype=out_dtype)
+    for slot, expert in enumerate(experts):
+        start = 0
+        for proj, count in zip(source.projections, rows):
+            key = source.parts[expert][proj].raw_key
+            target = out[slot, start:start + count]
+            if reader.info(key).torch_dtype == out_dtype:
+                reader.read_into(key, target)
+            else:
+                target.copy_(reader.get(key))
+            start += count
+    return out

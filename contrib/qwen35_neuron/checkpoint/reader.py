@@ -1,58 +1,27 @@
 """Lazy access to a safetensors checkpoint: names, shapes and dtypes from the headers, data on demand.
 
 The published Qwen3.5-35B-A3B is ~67 GB in 14 shards, so nothing here reads tensor data until
-:meth:`CheckpointReader.get` asks for one tensor. Shapes come from parsing each file's JSON header
-(8-byte little-endian length + JSON), which costs a few kilobytes per shard; this is what lets the
-tensor gate run before any weight is read.
+:meth:`CheckpointReader.get` asks for one tensor. Shapes come from each file's JSON header, which
+costs a few kilobytes per shard and is checked against the file (:mod:`.safetensors_file`: a
+truncated or corrupt shard fails here, naming the file and the tensor); this is what lets the
+tensor gate run before any weight is read. Data is read with plain reads into fresh tensors, in
+the stored dtype or converted to the caller's.
 """
 
 from __future__ import annotations
 
 import json
-import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import BinaryIO, Iterator
 
 import torch
-from safetensors import safe_open
 
 from ..errors import CheckpointError
+from .safetensors_file import TensorInfo, read_header, read_into, read_tensor
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024  # a header bigger than this is not a safetensors header
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """What a header says about one tensor (no data)."""
-
-    key: str
-    shape: tuple[int, ...]
-    dtype: str  # safetensors spelling: "F32", "BF16", "F16", "I64", "F8_E4M3", ...
-    file: str  # file name inside the checkpoint directory
-
-
-def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
-    """Parse one safetensors file's header into :class:`TensorInfo` records, reading no tensor data."""
-    try:
-        with open(path, "rb") as handle:
-            raw_len = handle.read(8)
-            if len(raw_len) != 8:
-                raise CheckpointError(f"{path} is too short to be a safetensors file: re-download it")
-            (header_len,) = struct.unpack("<Q", raw_len)
-            if header_len > _MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path} does not start with a safetensors header: is the file corrupt?")
-            header: dict[str, Any] = json.loads(handle.read(header_len))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read the safetensors header of {path}: {err}") from err
-    header.pop("__metadata__", None)
-    return {
-        key: TensorInfo(key=key, shape=tuple(int(d) for d in entry["shape"]), dtype=str(entry["dtype"]),
-                        file=path.name)
-        for key, entry in header.items()
-    }
+read_safetensors_header = read_header  # the name earlier callers used
 
 
 class CheckpointReader:
@@ -68,7 +37,7 @@ class CheckpointReader:
         if not self.model_dir.is_dir():
             raise CheckpointError(f"checkpoint directory {self.model_dir} does not exist")
         self._infos = self._scan()
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, BinaryIO] = {}
 
     # ---- discovery ----
     def _scan(self) -> dict[str, TensorInfo]:
@@ -84,7 +53,7 @@ class CheckpointReader:
             )
         infos: dict[str, TensorInfo] = {}
         for path in files:
-            for key, info in read_safetensors_header(path).items():
+            for key, info in read_header(path).items():
                 if key in infos:
                     raise CheckpointError(f"tensor {key} is stored twice ({infos[key].file} and {path.name}): "
                                           "remove the stale file")
@@ -94,15 +63,20 @@ class CheckpointReader:
     def _scan_index(self, index_path: Path) -> dict[str, TensorInfo]:
         try:
             weight_map: dict[str, str] = json.loads(index_path.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{index_path} is not a valid safetensors index (needs a weight_map): {err}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index_path} is not a valid safetensors index (needs a weight_map): {err}; "
+                                  "re-download it") from err
+        if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                       for k, v in weight_map.items()):
+            raise CheckpointError(f"{index_path}: weight_map must map tensor names to shard file names: "
+                                  "re-download it")
         headers: dict[str, dict[str, TensorInfo]] = {}
         for file_name in sorted(set(weight_map.values())):
             path = self.model_dir / file_name
-            if not path.is_file():
+            if Path(file_name).name != file_name or not path.is_file():
                 raise CheckpointError(f"{index_path.name} lists shard {file_name}, which is not in {self.model_dir}: "
                                       "download the missing shard")
-            headers[file_name] = read_safetensors_header(path)
+            headers[file_name] = read_header(path)
         infos: dict[str, TensorInfo] = {}
         for key, file_name in weight_map.items():
             info = headers[file_name].get(key)
@@ -145,16 +119,30 @@ class CheckpointReader:
         return tuple(sorted({info.file for info in self._infos.values()}))
 
     # ---- data ----
-    def get(self, key: str) -> torch.Tensor:
-        """Read one tensor (only its bytes are touched)."""
+    def get(self, key: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Read one tensor (only its bytes are touched), converted to ``dtype`` when given."""
         info = self.info(key)
-        handle = self._handles.get(info.file)
+        tensor = read_tensor(self._handle(info.file), info, self.model_dir / info.file)
+        return tensor if dtype is None or tensor.dtype == dtype else tensor.to(dtype)
+
+    def read_into(self, key: str, out: torch.Tensor) -> torch.Tensor:
+        """Read one tensor straight into ``out`` (contiguous, the stored dtype): no intermediate copy."""
+        info = self.info(key)
+        return read_into(self._handle(info.file), info, out, self.model_dir / info.file)
+
+    def _handle(self, file_name: str) -> BinaryIO:
+        handle = self._handles.get(file_name)
         if handle is None:
-            handle = safe_open(str(self.model_dir / info.file), framework="pt", device="cpu")
-            self._handles[info.file] = handle
-        return handle.get_tensor(key)
+            try:
+                handle = open(self.model_dir / file_name, "rb", buffering=0)
+            except OSError as err:
+                raise CheckpointError(f"cannot open {self.model_dir / file_name}: {err.strerror or err}") from err
+            self._handles[file_name] = handle
+        return handle
 
     def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
         self._handles.clear()
 
     def __enter__(self) -> "CheckpointReader":

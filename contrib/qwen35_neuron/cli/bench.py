@@ -132,7 +132,7 @@ def _bench_cpu(args: argparse.Namespace, progress: Progress) -> tuple[BenchmarkR
         check_prompt(prompt, config.text, run_config, args.max_new_tokens)
     with progress.stage(f"loading {args.model} ({run_config.backend.value}, TP {run_config.tp_degree}, "
                         f"{run_config.dtype})"):
-        _, engine = load_engine(args.model, run_config)
+        _, engine = load_engine(args.model, run_config, progress.bytes("reading the weights"))
     record = BenchmarkRecord(args.batch_size, length, args.max_new_tokens)
     with progress.stage(f"{args.warmup} warm-up + {args.num_runs} timed runs"):
         measure(lambda timed: generate(timed, prompts, args.max_new_tokens, eos_token_ids=()), engine, record,

@@ -15,6 +15,8 @@ from dataclasses import asdict
 
 from ..analysis.roofline import preset_report
 from ..checkpoint.gate import check_checkpoint
+from ..checkpoint.integrity import scan_values, value_error
+from ..checkpoint.reader import CheckpointReader
 from ..config import ModelConfig, load_model_config
 from ..config.neuron_settings import INSTANCE_OF_PRESET, NeuronSettings, neuron_config_kwargs
 from ..errors import InputError, UnsupportedConfigError
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-settings", action="store_true",
                         help="print settings, NxDI keywords and the roofline verdict, then exit (no SDK needed)")
     parser.add_argument("--verbose", action="store_true", help="INFO logging (NxDI's own progress, kernel choices)")
+    parser.add_argument("--no-scan-values", dest="scan_values", action="store_false",
+                        help="skip reading every weight for NaN/Inf before compiling (the sharding step still "
+                             "refuses them, after the compile)")
     add_neuron_settings_options(parser)
     add_progress_options(parser)
 
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.compiled:
         raise InputError("--compiled-model-path DIR is required to compile (or use --print-settings)")
-    compile_model(args.model, args.compiled, settings, Progress.from_args(args))
+    compile_model(args.model, args.compiled, settings, Progress.from_args(args), scan=args.scan_values)
     return 0
 
 
@@ -76,13 +81,19 @@ def check_tp(config: ModelConfig, settings: NeuronSettings) -> None:
         raise InputError(with_flag_names(str(err))) from err
 
 
-def compile_model(model_dir: str, out_dir: str, settings: NeuronSettings, progress: Progress) -> None:
-    """Checks first (config, TP split, tensor gate), then the SDK, then NxDI's trace and compile."""
+def compile_model(model_dir: str, out_dir: str, settings: NeuronSettings, progress: Progress,
+                  scan: bool = True) -> None:
+    """Checks first (config, TP split, file headers and tensor gate, the SDK, weight values: the
+    slowest last), then NxDI's trace and compile."""
     config = load_model_config(model_dir)
     check_tp(config, settings)
-    with progress.stage(f"[1/3] tensor gate of {model_dir}"):
-        check_checkpoint(model_dir, config).raise_if_failed()
-    neuron = import_neuron_layer()
+    with CheckpointReader(model_dir) as reader, \
+            progress.stage(f"[1/3] tensor gate{' and NaN/Inf scan' if scan else ''} of {model_dir}"):
+        check_checkpoint(reader, config).raise_if_failed()
+        neuron = import_neuron_layer()
+        problems = scan_values(reader, progress=progress.bytes("scanning the weights")) if scan else []
+        if problems:
+            raise value_error(reader, problems[0])
     with progress.stage(f"[2/3] NxDI application: TP {settings.tp_degree}, LNC {settings.lnc}, batch "
                         f"{settings.batch_size}, CTE buckets {list(settings.context_buckets)}, TKG buckets "
                         f"{list(settings.token_generation_buckets)}, {settings.dtype}"):

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             check_prompt(prompt, config.text, run_config, args.max_new_tokens)
         with progress.stage(f"loading {args.model} ({run_config.backend.value}, TP {run_config.tp_degree}, "
                             f"{run_config.dtype})"):
-            _, engine = load_engine(args.model, run_config)
+            _, engine = load_engine(args.model, run_config, progress.bytes("reading the weights"))
         timed = PhaseTimer(engine, progress.generation(len(prompts), args.max_new_tokens))
         with progress.stage(f"generating up to {args.max_new_tokens} tokens for {len(prompts)} prompt(s)"):
             result = generate(timed, prompts, args.max_new_tokens, sampling, eos_token_ids=eos)

@@ -156,15 +156,16 @@ def _quiet_closed_stdout() -> int:
 
 
 def one_line(err: Exception) -> str:
-    """A multi-line report (the tensor gate's) folded into its headline and first problem."""
+    """An error as one line. A checkpoint report (``model_dir`` set: its first line is the summary)
+    points at ``inspect`` on the directory the user gave; other multi-line messages are folded
+    into their first two lines."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     if len(lines) <= 1:
         return lines[0] if lines else type(err).__name__
-    more = len(lines) - 2
     model_dir = getattr(err, "model_dir", None)
-    inspect = f"qwen35-neuron inspect --model {model_dir}" if model_dir else "qwen35-neuron inspect"
-    suffix = f" (and {more} more lines: run `{inspect}` for the full report)" if more else ""
-    return f"{lines[0]}; {lines[1]}{suffix}"
+    if model_dir:
+        return f"{lines[0]} (full report: `qwen35-neuron inspect --model {model_dir}`)"
+    return f"{lines[0]}; {lines[1]}" + (f" (and {len(lines) - 2} more lines)" if len(lines) > 2 else "")
 
 
 # ---- the run options of the CPU commands ----
@@ -214,14 +215,14 @@ def check_run_against_model(run: RunConfig, text: TextConfig) -> None:
 
 
 def parse_id_list(text: str) -> list[int]:
-    """ "1,2,3" -> [1, 2, 3]; "" -> [] (an empty prompt, rejected later with its own message)."""
-    items = text.replace(" ", "").split(",")
+    """ "1,2,3" (spaces around the commas allowed) -> [1, 2, 3]; "" -> [] (an empty prompt, rejected
+    later with its own message). "1 2 3" is an error, never the single id 123."""
+    items = [item.strip() for item in text.split(",")]
     if items == [""]:
         return []
-    try:
-        return [int(t) for t in items]
-    except ValueError as err:
-        raise InputError(f"--input-ids must be comma-separated integers, got {text!r}") from err
+    if not all(re.fullmatch(r"[+-]?\d+", item) for item in items):
+        raise InputError(f"--input-ids must be comma-separated integers, got {text!r}")
+    return [int(item) for item in items]
 
 
 def name_flags(message: str, flags: Mapping[str, str]) -> str:

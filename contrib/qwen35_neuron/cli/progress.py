@@ -49,6 +49,18 @@ class Progress:
         yield
         self.say(f"{message}: done in {self.clock() - start:.1f}s")
 
+    def bytes(self, what: str) -> Callable[[int, int], None]:
+        """A (bytes done, bytes in all) listener for reading or scanning a checkpoint: a line every
+        ``interval_s`` seconds and one at the end."""
+        state = {"last": self.clock()}
+
+        def listener(done: int, total: int) -> None:
+            if done >= total or self.clock() - state["last"] >= self.interval_s:
+                state["last"] = self.clock()
+                self.say(f"{what}: {_size(done)} of {_size(total)} ({100 * done / max(total, 1):.0f}%)")
+
+        return listener
+
     def generation(self, rows: int, max_new_tokens: int) -> Callable[[str, float], None]:
         """A :class:`~qwen35_neuron.runtime.benchmark.PhaseTimer` listener: one line per prefill call
         (a prompt longer than the largest bucket takes several), then one every ``interval_s`` seconds
@@ -70,3 +82,7 @@ class Progress:
                          f"{state['steps'] / state['decode_s']:.1f} steps/s")
 
         return listener
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"

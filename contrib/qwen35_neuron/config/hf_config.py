@@ -154,7 +154,7 @@ def _read_json(path: Path) -> Any:
     """A JSON file's content; unreadable or invalid files are one error naming the file."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise UnsupportedConfigError(f"{path} is not valid JSON ({err}): restore it from the model's "
                                      "published files") from err
     except OSError as err:

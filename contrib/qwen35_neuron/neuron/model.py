@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -40,13 +41,16 @@ from neuronx_distributed_inference.models.model_wrapper import (
 )
 from neuronx_distributed_inference.modules.generation.sampling import create_sampler
 
-from ..checkpoint.loader import iter_text_tensors
+from ..checkpoint.expected import expected_mtp_shapes, expected_text_shapes
+from ..checkpoint.loader import iter_mtp_tensors, iter_text_tensors
+from ..checkpoint.progress import byte_bar
 from ..errors import Qwen35Error
 from ..model.mtp import MtpDrafter, MtpHead
 from ..model.nxdi_step import nxdi_speculative_step, nxdi_text_step, step_from_nxdi  # noqa: F401 (re-exported)
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
+from ..parallel.nxd_shards import write_rank_checkpoints
 from .chunked_prefill import chunk_rounds, run_rounds
 from .config import Qwen35MoeInferenceConfig
 from .kernel_ops import neuron_ops
@@ -302,20 +306,34 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
 
     @classmethod
     def get_state_dict(cls, model_name_or_path, config):
-        """Stream the safetensors (tensor gate first) through the pure conversion, one tensor at a time;
-        NxDI's default would read every tensor of the checkpoint before converting."""
-        model_dir = getattr(config, "_name_or_path", None) or model_name_or_path
-        if not os.path.isdir(model_dir):
-            raise Qwen35Error(f"{model_dir} is not a checkpoint directory: pass the Hugging Face model directory")
-        text, settings = config.text(), config.settings()
-        tensors = iter_text_tensors(model_dir, text, dtype=config.neuron_config.torch_dtype)
-        if settings.num_speculative_tokens:  # the MTP head too (checked: exactly one MTP layer)
-            from ..runtime.speculative import checked_mtp_state
+        """The whole converted checkpoint as one dict, which NxDI's shard-at-load and CPU paths need
+        (``checkpoint_loader_fn``): streamed from the safetensors in the run dtype (tensor gate first,
+        values checked), converted one tensor at a time. Compiling with pre-sharding (the default)
+        never calls it: :meth:`shard_weights` writes the per-rank files tensor by tensor."""
+        _, tensors = canonical_checkpoint(_checkpoint_dir(config, model_name_or_path), config,
+                                          byte_bar("reading the checkpoint"))
+        settings = config.settings()
+        return tie_lm_head(dict(neuron_checkpoint(tensors, config.text(), settings.tp_degree, settings.moe_backend)))
 
-            mtp = checked_mtp_state(model_dir, text)
-            tensors = itertools.chain(tensors, (("mtp." + k, t.to(config.neuron_config.torch_dtype))
-                                                for k, t in mtp.items()))
-        return tie_lm_head(dict(neuron_checkpoint(tensors, text, settings.tp_degree, settings.moe_backend)))
+    def shard_weights(self, compiled_model_path, debug=False, pre_shard_weights_hook=None):
+        """NxDI's pre-sharding at compile time, streamed: each tensor is read, cut for every local rank
+        and appended to ``weights/tp{r}_sharded_checkpoint.safetensors`` before the next is read
+        (NxD's own sharder holds the whole checkpoint and every rank's copy). NxDI's path runs when
+        pre-sharding is off, or when its layout-transformation option asks for its own post-processing."""
+        nc = self.neuron_config
+        if (getattr(nc, "skip_sharding", False) or not getattr(nc, "save_sharded_checkpoint", False)
+                or getattr(nc, "lora_config", None) is not None or LAYOUT_TRANSFORMATION_ENV in os.environ):
+            return super().shard_weights(compiled_model_path, debug, pre_shard_weights_hook)
+        if pre_shard_weights_hook:
+            pre_shard_weights_hook(self)
+        start = getattr(nc, "start_rank_id", 0) or 0
+        local = getattr(nc, "local_ranks_size", None) or nc.tp_degree
+        shapes, tensors = canonical_checkpoint(_checkpoint_dir(self.config, self.model_path), self.config,
+                                               byte_bar("sharding the checkpoint"))
+        settings = self.config.settings()
+        write_rank_checkpoints(tensors, shapes, self.config.text(), settings.tp_degree,
+                               os.path.join(compiled_model_path, "weights"), moe_backend=settings.moe_backend,
+                               dtype=nc.torch_dtype, ranks=range(start, start + local))
 
     @staticmethod
     def convert_hf_to_neuron_state_dict(state_dict, config):
@@ -345,3 +363,30 @@ class Qwen35ForCausalLM(Qwen35MoeForCausalLM):
     contract: the decoder layers are built with the checkpoint's dense MLP (ColumnParallel gate/up,
     RowParallel down) where the MoE family has its sparse MoE, so one class serves both; this name
     exists for callers and registries that key by the dense architecture."""
+
+
+LAYOUT_TRANSFORMATION_ENV = "NXD_LAYOUT_TRANSFORMATION_OPTIONS"  # NxDI then re-lays the sharded weights itself
+
+
+def _checkpoint_dir(config, fallback) -> str:
+    """The Hugging Face directory the weights come from (NxDI's ``_name_or_path``, as its loader)."""
+    model_dir = getattr(config, "_name_or_path", None) or fallback
+    if not model_dir or not os.path.isdir(model_dir):
+        raise Qwen35Error(f"{model_dir} is not a checkpoint directory: pass the Hugging Face model directory")
+    return model_dir
+
+
+def canonical_checkpoint(model_dir: str, config, progress=None) -> tuple[dict[str, tuple[int, ...]], Iterator]:
+    """(canonical name -> shape, in order; the (name, tensor) stream of those tensors) the Neuron model
+    loads: the text model (a tied LM head read as the embedding), then the MTP head when it drafts.
+    Tensors come one at a time in the run dtype, gated and value-checked."""
+    text, settings = config.text(), config.settings()
+    dtype = config.neuron_config.torch_dtype
+    shapes = dict(expected_text_shapes(text))
+    if text.tie_word_embeddings:
+        shapes["lm_head.weight"] = shapes["embed_tokens.weight"]
+    tensors = iter_text_tensors(model_dir, text, dtype=dtype, progress=progress)
+    if settings.num_speculative_tokens:  # the MTP head too (checked: exactly one MTP layer)
+        shapes.update(expected_mtp_shapes(text, 1))
+        tensors = itertools.chain(tensors, iter_mtp_tensors(model_dir, text, dtype=dtype))
+    return shapes, tensors

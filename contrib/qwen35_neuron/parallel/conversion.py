@@ -30,8 +30,18 @@ def convert_text_tensor(name: str, tensor: torch.Tensor, text: TextConfig, tp_de
     dim = partition_dim(name)
     if dim is None or tp_degree == 1:
         return tensor
-    shards = [shard_text_tensor(name, tensor, text, tp_degree, rank) for rank in range(tp_degree)]
-    return torch.cat(shards, dim=dim).contiguous()
+    return torch.cat(list(converted_pieces(name, tensor, text, tp_degree)), dim=dim).contiguous()
+
+
+def converted_pieces(name: str, tensor: torch.Tensor, text: TextConfig, tp_degree: int) -> Iterator[torch.Tensor]:
+    """The R equal pieces, rank by rank, whose concatenation along the partition dim is
+    :func:`convert_text_tensor`'s output, i.e. exactly what NxD's contiguous cut gives each rank.
+    Made one at a time, so a writer of per-rank files never holds the converted tensor whole."""
+    if partition_dim(name) is None or tp_degree == 1:
+        yield from (tensor for _ in range(tp_degree))
+        return
+    for rank in range(tp_degree):
+        yield shard_text_tensor(name, tensor, text, tp_degree, rank)
 
 
 def convert_text_state_dict(tensors: Iterable[tuple[str, torch.Tensor]] | dict[str, torch.Tensor],
@@ -40,7 +50,10 @@ def convert_text_state_dict(tensors: Iterable[tuple[str, torch.Tensor]] | dict[s
     check_tp_supported(text, tp_degree)
     items = tensors.items() if isinstance(tensors, dict) else tensors
     for name, tensor in items:
-        yield name, convert_text_tensor(name, tensor, text, tp_degree)
+        out = convert_text_tensor(name, tensor, text, tp_degree)
+        del tensor  # hold nothing while the stream reads the next tensor
+        yield name, out
+        del out
 
 
 def rank_slice(name: str, converted: torch.Tensor, tp_degree: int, rank: int) -> torch.Tensor:

@@ -46,14 +46,15 @@ def rank_tensor(tp_degree: int) -> torch.Tensor:
     return torch.arange(tp_degree, dtype=torch.int32)
 
 
-def nxd_moe_tensor(name: str, tensor: torch.Tensor) -> tuple[str, torch.Tensor] | None:
-    """NxD MoE name and layout of a canonical router / expert tensor; None for any other tensor."""
+def nxd_moe_tensor(name: str, tensor: torch.Tensor, contiguous: bool = True) -> tuple[str, torch.Tensor] | None:
+    """NxD MoE name and layout of a canonical router / expert tensor; None for any other tensor.
+    ``contiguous=False`` returns the expert layout as a transposed view (no copy)."""
     match = _NXD_MOE.match(name)
     if match is None:
         return None
     prefix, part = match.groups()
-    new = tensor if part == "gate.weight" else tensor.transpose(1, 2).contiguous()
-    return prefix + _NXD_MOE_NAMES[part], new
+    new = tensor if part == "gate.weight" else tensor.transpose(1, 2)
+    return prefix + _NXD_MOE_NAMES[part], new.contiguous() if contiguous else new
 
 
 def neuron_checkpoint(tensors: Iterable[tuple[str, torch.Tensor]] | dict[str, torch.Tensor], text: TextConfig,
@@ -69,7 +70,16 @@ def neuron_checkpoint(tensors: Iterable[tuple[str, torch.Tensor]] | dict[str, to
     items = tensors.items() if isinstance(tensors, dict) else tensors
     for name, tensor in items:
         nxd = nxd_moe_tensor(name, tensor) if moe_backend == "nxd" else None
-        yield nxd if nxd is not None else (name, convert_text_tensor(name, tensor, text, tp_degree))
+        out = nxd if nxd is not None else (name, convert_text_tensor(name, tensor, text, tp_degree))
+        del tensor, nxd  # hold nothing while the stream reads the next tensor
+        yield out
+        del out
+    yield from spmd_rank_tensors(text, tp_degree, moe_backend)
+
+
+def spmd_rank_tensors(text: TextConfig, tp_degree: int, moe_backend: str = "ours") -> Iterator[tuple[str, torch.Tensor]]:
+    """The rank tensors of NxD's SPMDRank modules: NxDI's ``rank_util`` and, with NxD's MoE, each
+    layer's expert MLPs."""
     yield RANK_UTIL_KEY, rank_tensor(tp_degree)
     if moe_backend == "nxd" and text.is_moe:
         for layer in range(text.num_hidden_layers):

@@ -8,13 +8,14 @@ after every rank succeeded, so a failing call leaves every row as it was.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Mapping
 
 import torch
 
 from ..config import Backend, RunConfig, TextConfig
 from ..errors import UnsupportedConfigError
 from ..model.ops import TORCH_OPS, ModelOps
+from ..model.rotary import MultimodalRotary
 from ..model.state import state_specs, zero_states
 from ..model.text_model import Qwen35TextModel
 from ..parallel import DenseProvider, simulated_tp_group
@@ -30,11 +31,21 @@ def ops_for_backend(backend: Backend) -> ModelOps:
     return TORCH_OPS
 
 
+Tensors = Iterable[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor]
+
+
 def build_rank_models(text: TextConfig, run: RunConfig,
-                      state_dict: dict[str, torch.Tensor]) -> tuple[list[Qwen35TextModel], object | None]:
-    """Rank models of ``run.backend`` with weights from a full canonical state dict, and the
+                      tensors: Tensors) -> tuple[list[Qwen35TextModel], object | None]:
+    """Rank models of ``run.backend`` with weights from canonical (name, tensor) pairs, and the
     collective group joining them (None for one rank). Ranks are cut from the HF -> Neuron
-    conversion's output exactly as NxD cuts it, so simulated TP proves the conversion."""
+    conversion's output exactly as NxD cuts it, so simulated TP proves the conversion.
+
+    Memory: the models are built on the meta device (no weights allocated), then each decoder
+    layer's tensors are converted, cut per rank, cast to the run dtype and assigned in place
+    (``load_state_dict(assign=True)``), one layer at a time. Fed by a stream
+    (:func:`~qwen35_neuron.checkpoint.iter_text_tensors` in the run dtype), the process holds the
+    weights once plus one layer in flight: never an fp32 copy of a bf16 model.
+    """
     if run.backend == Backend.NXD:
         raise UnsupportedConfigError("backend 'nxd' runs on Trainium2: use qwen35_neuron.neuron (compile, load)")
     ops = ops_for_backend(run.backend)
@@ -44,15 +55,47 @@ def build_rank_models(text: TextConfig, run: RunConfig,
     else:
         providers = [DenseProvider()]
     tp = len(providers)
-    converted = dict(convert_text_state_dict(state_dict, text, tp))  # the Neuron checkpoint layout
-    models = []
-    for provider in providers:
-        model = Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops,
-                                moe_block_size=run.moe_block_size)
-        model.load_state_dict({name: rank_slice(name, t, tp, provider.rank) for name, t in converted.items()},
-                              strict=True)
-        models.append(model.to(run.torch_dtype).eval())
-    return models, getattr(providers[0], "group", None)
+    with torch.device("meta"):
+        models = [Qwen35TextModel(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size, ops=ops,
+                                  moe_block_size=run.moe_block_size) for provider in providers]
+    expected = set(models[0].state_dict())
+    loaded: set[str] = set()
+    items = tensors.items() if isinstance(tensors, Mapping) else tensors
+    for group in _by_module(convert_text_state_dict(items, text, tp)):
+        for rank, model in enumerate(models):
+            pieces = {name: rank_slice(name, t, tp, rank).to(run.torch_dtype) for name, t in group.items()}
+            if text.tie_word_embeddings and tp == 1 and "lm_head.weight" in pieces and "embed_tokens.weight" in loaded:
+                pieces["lm_head.weight"] = model.embed_tokens.weight.data  # tied: one matrix, as in HF
+            unexpected = set(pieces) - expected
+            if unexpected:
+                raise UnsupportedConfigError(f"tensors {sorted(unexpected)} have no place in the model")
+            model.load_state_dict(pieces, strict=False, assign=True)
+            del pieces
+        loaded.update(group)
+        del group  # before the next layer is read: the models hold what they need
+    missing = expected - loaded
+    if missing:
+        raise UnsupportedConfigError(f"no weights for {sorted(missing)[:5]} ({len(missing)} in all)")
+    for model in models:
+        model.rotary = MultimodalRotary(text)  # its fp32 frequencies, computed for real (the meta build made none)
+        model.requires_grad_(False)
+    return [model.eval() for model in models], getattr(providers[0], "group", None)
+
+
+def _by_module(items: Iterable[tuple[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+    """Consecutive tensors of one top-level module (``layers.7``, ``embed_tokens``, ...), grouped."""
+    group: dict[str, torch.Tensor] = {}
+    owner = None
+    for name, tensor in items:
+        parts = name.split(".")
+        this = ".".join(parts[:2]) if parts[0] == "layers" else parts[0]
+        if group and this != owner:
+            yield group
+            group = {}
+        owner = this
+        group[name] = tensor
+    if group:
+        yield group
 
 
 class TextEngine:
@@ -64,7 +107,8 @@ class TextEngine:
         self.states = [zero_states(specs) for specs in self.specs]
 
     @classmethod
-    def from_state_dict(cls, text: TextConfig, run: RunConfig, state_dict: dict[str, torch.Tensor]) -> "TextEngine":
+    def from_state_dict(cls, text: TextConfig, run: RunConfig, state_dict: Tensors) -> "TextEngine":
+        """From canonical tensors: a dict, or a (name, tensor) stream that is consumed as it goes."""
         return cls(text, run, *build_rank_models(text, run, state_dict))
 
     def reset(self) -> None:

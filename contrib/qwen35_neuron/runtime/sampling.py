@@ -48,7 +48,10 @@ class Sampler:
         """logits [len(rows), V] -> one token id per row of ``rows``."""
         if not self.params.do_sample:
             return logits.argmax(dim=-1).tolist()
-        probs = self._filtered(logits.float() / self.params.temperature).softmax(dim=-1)
+        scores = logits.float()
+        # scaled from the row maximum: the same distribution, and a tiny temperature cannot overflow to inf
+        scores = (scores - scores.max(dim=-1, keepdim=True).values) / self.params.temperature
+        probs = self._filtered(scores).softmax(dim=-1)
         return [int(torch.multinomial(p, 1, generator=self._generator(row))) for p, row in zip(probs, rows)]
 
     def _generator(self, row: int) -> torch.Generator:

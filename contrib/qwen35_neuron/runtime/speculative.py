@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import check_checkpoint, expected_mtp_shapes, load_mtp_state_dict
+from ..checkpoint.loader import iter_mtp_tensors
 from ..config import Backend, ModelConfig, RunConfig, TextConfig
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..model.mtp import MtpDrafter, MtpHead
 from ..model.state import mtp_state_specs, zero_states
 from ..parallel import DenseProvider
@@ -114,23 +114,10 @@ def load_speculative_engine(model_dir: str | Path, run: RunConfig) -> tuple[Mode
     return config, SpeculativeEngine.from_state_dict(engine, checked_mtp_state(model_dir, config.text))
 
 
-def checked_mtp_state(model_dir: str | Path, text: TextConfig) -> dict[str, torch.Tensor]:
+def checked_mtp_state(model_dir: str | Path, text: TextConfig,
+                      dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """The checkpoint's MTP tensors (names without ``mtp.``), which must be exactly one MTP layer's."""
-    report = check_checkpoint(model_dir, sections=("text",))
-    if report.mtp_tensors == 0:
-        raise CheckpointError(f"--speculate mtp needs the MTP head, but {model_dir} has no mtp.* tensors: use a "
-                              "checkpoint that ships them (every published Qwen3.5 checkpoint does)")
-    state = load_mtp_state_dict(model_dir, dtype=torch.float32)
-    expected = {name[len("mtp."):]: shape for name, shape in expected_mtp_shapes(text, 1).items()}
-    problems = [f"{name}: expected {list(shape)}, found {list(state[name].shape)}" if name in state
-                else f"{name}: missing" for name, shape in expected.items()
-                if name not in state or tuple(state[name].shape) != shape]
-    problems += [f"{name}: not part of one MTP layer" for name in state if name not in expected]
-    if problems:
-        raise CheckpointError(f"{model_dir}: the MTP tensors do not match config.json (one MTP layer expected): "
-                              + "; ".join(f"mtp.{p}" for p in problems[:5])
-                              + (f" ... and {len(problems) - 5} more" if len(problems) > 5 else ""))
-    return state
+    return {name[len("mtp."):]: tensor for name, tensor in iter_mtp_tensors(model_dir, text, dtype=dtype)}
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from .tiny import (
     TINY_EOS_TOKEN_IDS,
+    build_streamed_checkpoint,
     build_tiny_checkpoint,
     default_mrope_section,
     hf_parameter_shapes,
@@ -16,6 +17,7 @@ from .tiny import (
 
 __all__ = [
     "TINY_EOS_TOKEN_IDS",
+    "build_streamed_checkpoint",
     "build_tiny_checkpoint",
     "default_mrope_section",
     "hf_parameter_shapes",

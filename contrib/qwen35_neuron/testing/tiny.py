@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..checkpoint.expected import expected_mtp_shapes
+from ..checkpoint.safetensors_file import SafetensorsWriter
 from ..config import parse_model_config
 from ..errors import CheckpointError
 
@@ -191,13 +192,41 @@ def build_tiny_checkpoint(
         tensors = split_experts(tensors)
     tensors = {k: v.to(dtype).contiguous() for k, v in tensors.items()}
 
+    directory = write_config_files(directory, config_dict, text_only)
+    write_safetensors(directory, tensors, shards)
+    return directory
+
+
+def write_config_files(directory: str | Path, config_dict: dict[str, Any], text_only: bool = False) -> Path:
+    """config.json (the text-only export's when ``text_only``) and generation_config.json (EOS ids)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written_config = text_only_config_dict(config_dict) if text_only else config_dict
     (directory / "config.json").write_text(json.dumps(written_config, indent=2))
     eos = config_dict["text_config"].get("eos_token_id", TINY_EOS_TOKEN_IDS)
     (directory / "generation_config.json").write_text(json.dumps({"eos_token_id": eos}, indent=2))
-    write_safetensors(directory, tensors, shards)
+    return directory
+
+
+def build_streamed_checkpoint(directory: str | Path, config_dict: dict[str, Any], *, seed: int = 0,
+                              dtype: torch.dtype = torch.bfloat16, text_only: bool = True,
+                              init_gain: float = 1.0) -> Path:
+    """A random checkpoint of any size written tensor by tensor (one tensor in memory at a time), for
+    memory benchmarks: one ``model.safetensors``, fused experts, values as :func:`build_tiny_checkpoint`
+    draws them (``text_only``: a ``Qwen3_5MoeForCausalLM`` export without the vision tower)."""
+    config_dict = copy.deepcopy(config_dict)
+    shapes = hf_parameter_shapes(config_dict)
+    if _tied(config_dict):
+        shapes.pop("lm_head.weight")
+    if text_only:
+        shapes = {name: shape for name, shape in shapes.items() if not name.startswith("model.visual.")}
+    keys = {name: _text_only_key(name) if text_only else name for name in shapes}
+    directory = write_config_files(directory, config_dict, text_only)
+    generator = torch.Generator().manual_seed(seed)
+    plan = [(keys[name], shape, dtype) for name, shape in shapes.items()]
+    with SafetensorsWriter(directory / "model.safetensors", plan) as writer:
+        for name, shape in shapes.items():
+            writer.write(keys[name], init_tensor(name, shape, generator, init_gain).to(dtype))
     return directory
 
 

@@ -87,7 +87,7 @@ def load_image_processor_config(model_dir: str | Path, vision: VisionConfig | No
         if path.is_file():
             try:
                 data = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
                 raise UnsupportedConfigError(f"{path} is not valid JSON: {err}") from err
             if not isinstance(data, dict):
                 raise UnsupportedConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
@@ -186,7 +186,7 @@ def load_image(source: ImageLike) -> "Image.Image":
             with Image.open(source) as opened:
                 opened.load()
                 source = opened.copy()
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
             raise InputError(f"cannot read image {str(source)!r}: {err}; pass a readable PNG/JPEG/WebP file") from err
     elif not isinstance(source, Image.Image):
         raise InputError(f"unsupported image input of type {type(source).__name__}: pass a path, PIL image or array")
