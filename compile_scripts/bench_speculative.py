@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from qwen35_neuron.cli.options import POSITIVE, CliParser, finite_float, run_guarded
 from qwen35_neuron.config import RunConfig
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.runtime.speculative import MAX_SPECULATIVE_TOKENS, generate_speculative, load_speculative_engine
@@ -39,17 +40,20 @@ def _best_of(repeats: int, fn):
     return best, result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N runs for each setting")
+def main(argv: list[str] | None = None) -> int:
+    parser = CliParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=POSITIVE, default=64)
+    parser.add_argument("--prompt-len", type=POSITIVE, default=32)
+    parser.add_argument("--batch", type=POSITIVE, default=1)
+    parser.add_argument("--repeats", type=POSITIVE, default=3, help="best of N runs for each setting")
     parser.add_argument("--dense", action="store_true", help="the dense qwen3_5 family instead of MoE")
-    parser.add_argument("--mix-scale", type=float, default=0.2,
+    parser.add_argument("--mix-scale", type=finite_float(0.0), default=0.2,
                         help="weight of the context-dependent layers (smaller: the MTP head's drafts hold more often)")
     parser.add_argument("--moe", choices=["eager", "static"], default="eager")
-    args = parser.parse_args()
+    return run_guarded(lambda: run(parser.parse_args(argv)))
+
+
+def run(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     config = {**SMALL, **(SMALL_DENSE if args.dense else SMALL_MOE)}
     prompts = [torch.randint(0, SMALL["vocab_size"] - 8, (args.prompt_len,)).tolist() for _ in range(args.batch)]
@@ -86,7 +90,8 @@ def main() -> None:
     best = max(rows, key=lambda row: t_plain / row[1])
     print(f"best speed-up over plain greedy: {t_plain / best[1]:.2f}x at K={best[0]} "
           f"({best[2].tokens_per_step:.2f} tokens per verify step; CPU, measured in this run)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

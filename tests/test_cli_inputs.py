@@ -213,14 +213,14 @@ def test_closed_pipe_is_quiet():
 def scripts(monkeypatch):
     monkeypatch.syspath_prepend(str(SCRIPTS))
     return {name: importlib.import_module(name)
-            for name in ("compile_text", "generate", "bench_trn2", "compile_vision", "bench_cpu")}
+            for name in ("compile_text", "generate", "bench_trn2", "compile_vision", "bench_cpu", "bench_speculative")}
 
 
 @pytest.mark.parametrize("script, argv, message", [
-    ("compile_text", ["--print-settings", "--tp", "0"], "--tp-degree must be in 1..64"),
+    ("compile_text", ["--print-settings", "--tp", "0"], "--tp-degree/--tp must be in 1..64"),
     ("compile_text", ["--print-settings", "--buckets", "128,x"], "--context-encoding-buckets takes integers"),
     ("compile_text", ["--print-settings", "--tp", "3"], "--tp-degree 3"),
-    ("compile_text", ["--print-settings", "--lnc", "3"], "--logical-nc-config: invalid choice"),
+    ("compile_text", ["--print-settings", "--lnc", "3"], "--logical-nc-config/--lnc: invalid choice"),
     ("generate", ["--compiled", "x", "--input-ids", "1", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
     ("generate", ["--compiled", "x", "--input-ids", "1", "--min-pixels", "0"], "--min-pixels must be"),
     ("bench_trn2", ["--compiled", "x", "--seed", str(2**70)], "--seed must be"),
@@ -229,6 +229,8 @@ def scripts(monkeypatch):
     ("compile_vision", ["OUT", "--max-pixels", "100", "--align", "0"], "--align must be"),
     ("bench_cpu", ["--batch", "0"], "--batch must be"),
     ("bench_cpu", ["--hf-experts", "fast"], "--hf-experts: invalid choice"),
+    ("bench_speculative", ["--mix-scale", "nan"], "--mix-scale must be a finite number >= 0"),
+    ("bench_speculative", ["--new-tokens", "0"], "--new-tokens must be >= 1"),
 ])
 def test_script_bad_options(scripts, capsys, config_35b_dir, script, argv, message):
     if script == "compile_text":

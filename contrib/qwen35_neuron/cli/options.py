@@ -42,8 +42,8 @@ class CliParser(argparse.ArgumentParser):
     line (exit 2) instead of usage plus a message. Subparsers made by ``add_subparsers`` inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        match = re.match(r"argument (\S+?)(?:/\S+)?: (.*)$", message, re.S)
-        if match:  # "argument --seq: must be ..." -> "--seq must be ..."
+        match = re.match(r"argument (\S+): (.*)$", message, re.S)
+        if match:  # "argument --seq: must be ..." -> "--seq must be ..." (aliases kept: --tp-degree/--tp)
             flag, rest = match.groups()
             message = f"{flag} {rest}" if rest.startswith("must be") else f"{flag}: {rest}"
         raise UsageError(f"{message} (see {self.prog} --help)")

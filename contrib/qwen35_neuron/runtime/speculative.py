@@ -59,16 +59,19 @@ class SpeculativeEngine:
 
     @classmethod
     def from_state_dict(cls, engine: TextEngine, mtp_state: dict[str, torch.Tensor]) -> "SpeculativeEngine":
-        """Drafters sharded like the main layers (``mtp_state``: canonical names without ``mtp.``)."""
+        """Drafters sharded like the main layers (``mtp_state``: canonical names without ``mtp.``), built on
+        the meta device and given their weights in the run dtype (no second copy)."""
         text, run, tp = engine.text, engine.run, len(engine.models)
         drafters = []
         for rank, model in enumerate(engine.models):
             provider = SimulatedTPProvider(engine.group, rank) if engine.group is not None else DenseProvider()
-            head = MtpHead(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size,
-                           moe_block_size=run.moe_block_size)
+            with torch.device("meta"):
+                head = MtpHead(text, provider, moe_impl=run.moe_impl, chunk_size=run.gdr_chunk_size,
+                               moe_block_size=run.moe_block_size)
             head.load_state_dict({name: rank_slice("mtp." + name, convert_text_tensor("mtp." + name, t, text, tp), tp,
-                                                   rank) for name, t in mtp_state.items()}, strict=True)
-            head = head.to(run.torch_dtype).eval()
+                                                   rank).to(run.torch_dtype) for name, t in mtp_state.items()},
+                                 strict=True, assign=True)
+            head = head.requires_grad_(False).eval()
             drafters.append(MtpDrafter(head, model.embed_tokens, model.lm_head, model.rotary, model.ops))
         return cls(engine, drafters)
 
@@ -111,7 +114,8 @@ def load_speculative_engine(model_dir: str | Path, run: RunConfig) -> tuple[Mode
     if run.backend == Backend.NXD:
         raise InputError("--speculate mtp on Trainium2 goes through qwen35_neuron.neuron, not the CPU engine")
     config, engine = load_engine(model_dir, run)
-    return config, SpeculativeEngine.from_state_dict(engine, checked_mtp_state(model_dir, config.text))
+    return config, SpeculativeEngine.from_state_dict(engine, checked_mtp_state(model_dir, config.text,
+                                                                               dtype=run.torch_dtype))
 
 
 def checked_mtp_state(model_dir: str | Path, text: TextConfig,
