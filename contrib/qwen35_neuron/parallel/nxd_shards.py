@@ -104,6 +104,8 @@ def write_rank_checkpoints(tensors: Iterable[tuple[str, torch.Tensor]], canonica
     in int32. One tensor is in memory at a time (plus one rank's piece when a cut copies)."""
     check_tp_supported(text, tp_degree)
     ranks = list(range(tp_degree) if ranks is None else ranks)
+    if not ranks or any(not 0 <= rank < tp_degree for rank in ranks):
+        raise ValueError(f"ranks {ranks} must lie in 0..{tp_degree - 1}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = rank_plan(canonical, text, tp_degree, moe_backend, dtype)
