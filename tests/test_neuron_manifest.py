@@ -176,3 +176,71 @@ def test_check_tree_and_cli_report_files(tmp_path, manifest, capsys):
     assert "2 file(s)" in capsys.readouterr().out
     (tmp_path / "pkg" / "bad.py").unlink()
     assert main([str(tmp_path)]) == 0
+
+
+def test_manifest_agrees_with_the_fetched_sdk_sources(manifest):
+    """Every NxDI / NxD symbol of the manifest exists in the fetched source with that kind, binding and
+    keywords (the manifest was read by hand; this holds it to the source)."""
+    from qwen35_neuron.analysis.manifest_source import check_against_source, fetched_package_roots
+    from qwen35_neuron.testing.sources import NXD, NXDI, missing_sources_line
+
+    roots = fetched_package_roots()
+    if roots is None:
+        pytest.skip(missing_sources_line("manifest vs SDK source", [NXDI, NXD]))
+    checked, findings = check_against_source(manifest, roots)
+    assert checked >= 170
+    assert findings == [], "\n".join(f.format() for f in findings)
+
+
+SYNTHETIC_SDK = {
+    "__init__.py": "from .config import Config\n",
+    "config.py": textwrap.dedent('''
+        from .helpers import read_lnc
+
+        class Base:
+            def __init__(self, **kwargs):
+                self.batch = kwargs.pop("batch_size", 1)
+                self.lnc = read_lnc(**kwargs)
+
+        class Config(Base):
+            def __init__(self, glu=True, **kwargs):
+                self.extra = self._pick(kwargs)
+                super().__init__(**kwargs)
+
+            def _pick(self, options):
+                return options.get("picked")
+
+            @staticmethod
+            def build(name, size=1):
+                return name
+
+        LIMIT = 4
+    '''),
+    "helpers.py": "def read_lnc(**kwargs):\n    return kwargs.pop('logical_nc_config', 1)\n",
+}
+
+
+def test_source_check_finds_what_the_manifest_gets_wrong(tmp_path):
+    from qwen35_neuron.analysis.manifest_source import check_against_source
+
+    package = tmp_path / NXDI
+    package.mkdir()
+    for name, text in SYNTHETIC_SDK.items():
+        (package / name).write_text(text)
+    good = {f"{NXDI}.Config": {"kind": "class", "params": ["glu", "batch_size", "picked", "logical_nc_config"],
+                               "members": ["build", "_pick"]},
+            f"{NXDI}.config.Config.build": {"kind": "method", "binding": "static", "params": ["name", "size"]},
+            f"{NXDI}.config.LIMIT": {"kind": "constant"}}
+    bad = {f"{NXDI}.config.Config": {"kind": "class", "params": ["batch_size", "typo_size"], "members": ["gone"]},
+           f"{NXDI}.config.Config.build": {"kind": "method", "binding": "instance", "params": ["name"]},
+           f"{NXDI}.config.Base.build": {"kind": "method", "binding": "static", "params": ["name"]},
+           f"{NXDI}.config.read_lnc": {"kind": "class", "params": []},
+           f"{NXDI}.config.MISSING": {"kind": "constant"}}
+    roots = {NXDI: package}
+    for symbols, expected in ((good, []), (bad, ["source-binding", "source-kind", "source-missing", "source-missing",
+                                                 "source-params", "source-members"])):
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps({"pinned": {}, "modules": [], "aliases": {}, "symbols": symbols}))
+        checked, findings = check_against_source(load_manifest(path), roots)
+        assert checked == len(symbols)
+        assert sorted(f.code for f in findings) == sorted(expected), [f.format() for f in findings]

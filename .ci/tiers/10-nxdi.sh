@@ -24,5 +24,5 @@ data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
 # the transformers 5 reference (Qwen3.5 classes) and the tiny checkpoints, in the main environment
 "$main_python" tests/real_sdk/write_reference.py "$data"
-PYTHONPATH="$PWD/contrib:$src" "$venv_python" -m pytest -q -p no:cacheprovider --confcutdir tests/real_sdk \
+PYTHONPATH="$PWD/contrib:$src" "$venv_python" -m pytest -q -p no:cacheprovider --confcutdir tests/real_sdk --disable-warnings \
     tests/real_sdk --real-sdk-data "$data" -rfEs

@@ -64,10 +64,11 @@ TINY = dict(tp_degree=1, lnc=1, batch_size=4, ctx_batch_size=None, context_bucke
 
 def build(neuron, model_dir, **changes):
     """Config, loaded traced-model module and alias map of a tiny checkpoint (SDK stand-ins installed)."""
-    from qwen35_neuron.neuron.model import NeuronQwen35MoeModel, Qwen35ModelInstance, Qwen35MoeForCausalLM
+    from neuronx_distributed_inference.models.model_wrapper import DecoderModelInstance
+    from qwen35_neuron.neuron.model import NeuronQwen35MoeModel, Qwen35MoeForCausalLM
 
     config = neuron.inference_config(model_dir, NeuronSettings(**{**TINY, **changes}))
-    instance = Qwen35ModelInstance(NeuronQwen35MoeModel, config)
+    instance = DecoderModelInstance(NeuronQwen35MoeModel, config)
     instance.load_module()
     module, aliases = instance.get(0)
     missing, unexpected = module.load_state_dict(Qwen35MoeForCausalLM.get_state_dict(model_dir, config), strict=False)

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+# this directory, then tests/ (tiny_models) and tests/neuron (vl_cases): the main suite's test data
+for path in (HERE.parent / "neuron", HERE.parent, HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 from sdk_tier import TIER_ABSENT, TIER_COMMAND  # noqa: E402
 
@@ -48,17 +50,74 @@ def reference(tier_data) -> dict:
 
 
 @pytest.fixture(scope="session")
+def checkpoint_dirs(tier_data) -> dict[str, str]:
+    """The tiny checkpoints by name (``sdk_cases.CONFIGS`` and the main suite's ``TINY_CONFIGS``, seed 1)."""
+    return {path.name: str(path) for path in tier_data.iterdir() if (path / "config.json").is_file()}
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(checkpoint_dirs) -> str:
+    return checkpoint_dirs["default"]
+
+
+@pytest.fixture(scope="session")
+def neuron_vl_dir(tiny_dir, tmp_path_factory) -> str:
+    from vl_cases import write_vl_checkpoint
+
+    return write_vl_checkpoint(tiny_dir, tmp_path_factory.mktemp("neuron-vl") / "model")
+
+
+@pytest.fixture(scope="session")
+def neuron_vl_images(tmp_path_factory) -> dict[str, str]:
+    from vl_cases import write_images
+
+    return write_images(tmp_path_factory.mktemp("neuron-vl-images"))
+
+
+@pytest.fixture(scope="session")
+def nxdi():
+    """The real NxDI in this process, one rank: the shims installed (none where the real SDK is) and the
+    neuron layer imported over it."""
+    import shims
+    from sdk_harness import one_rank_world
+
+    shims.install()
+    one_rank_world()
+    import qwen35_neuron.neuron as neuron
+
+    return neuron
+
+
+@pytest.fixture
+def application(nxdi):
+    """``make(model_dir, **settings_changes)``: ``Qwen35MoeForCausalLM`` through NxDI's ``to_cpu()`` in this
+    process (TP 1), on the tier's settings (``sdk_cases.settings_kwargs``)."""
+    from qwen35_neuron.config.neuron_settings import NeuronSettings
+    from sdk_cases import settings_kwargs
+    from sdk_harness import build_application
+
+    def make(model_dir: str, app_cls=None, **changes):
+        return build_application(str(model_dir), NeuronSettings(**settings_kwargs(1, **changes)), app_cls)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def text_runs(tier_data):
-    """``get(config, tp)``: every rank's results of the text job (run once per config and TP)."""
+    """``get(config, tp, variants=True)``: every rank's results of the text job (``sdk_probes.text_job``),
+    run once per config, TP degree and variant choice; ``variants`` adds the settings of
+    ``sdk_cases.VARIANTS``."""
     from sdk_cases import VARIANTS
     from sdk_harness import run_ranks
 
     cache: dict = {}
 
-    def get(config: str, tp: int) -> list[dict]:
-        if (config, tp) not in cache:
-            cache[(config, tp)] = run_ranks(tp, "text", model_dir=str(tier_data / config), tp=tp, variants=VARIANTS)
-        return cache[(config, tp)]
+    def get(config: str, tp: int, variants: bool = True) -> list[dict]:
+        key = (config, tp, variants)
+        if key not in cache:
+            cache[key] = run_ranks(tp, "sdk_probes:text_job", model_dir=str(tier_data / config), tp=tp,
+                                   variants=VARIANTS if variants else {})
+        return cache[key]
 
     return get
 

@@ -3,12 +3,14 @@ environment, which writes the transformers reference, and the tier's venv, which
 
 from __future__ import annotations
 
-# tiny configs (overrides of qwen35_neuron.testing.tiny.tiny_config_dict): the default one, and one with
-# head_dim 256 and DeltaNet key/value head dims that differ (Dk 16, Dv 32)
+# tiny configs (overrides of qwen35_neuron.testing.tiny.tiny_config_dict) checked against transformers at
+# TP 1 and 2: the default one, one with head_dim 256 and DeltaNet key/value head dims that differ (Dk 16,
+# Dv 32), and the dense qwen3_5 family with tied embeddings
 CONFIGS: dict[str, dict] = {
     "default": {},
     "hd256_dk16_dv32": {"head_dim": 256, "rope_parameters": {"partial_rotary_factor": 0.25},
                         "linear_key_head_dim": 16, "linear_value_head_dim": 32},
+    "dense_tied": {"dense": True, "tie_word_embeddings": True},
 }
 SEED = 1
 REFERENCE_FILE = "reference.json"  # in the data directory, beside one checkpoint directory per config

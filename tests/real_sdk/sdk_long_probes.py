@@ -1,4 +1,4 @@
-"""Long prompts inside the real NxDI (called by ``harness.run_ranks``; SDK imports here): a context
+"""Long prompts inside the real NxDI (``run_ranks(tp, "sdk_long_probes:long_job")``; SDK imports here): a context
 encoding wider than the largest bucket, which NxDI alone refuses, runs through our application's
 chunked prefill - NxDI's own routing, bucket padding and CPU-mode copy-back for every chunk."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from sdk_cases import LONG, LONG_BUCKETS, MIXED, NEW_TOKENS
-from sdk_harness import build_application
-from sdk_probes import CallLog, _run, _settings
+from sdk_harness import CallLog, build_application
+from sdk_probes import _run, _settings
 
 SHORT = MIXED[2]
 ONE_CALL_BUCKET = 48  # holds LONG in one context encoding: the unchunked run the chunked one must equal
@@ -21,7 +21,7 @@ def long_prompts(app) -> dict:
 
     log = CallLog(app)
     direct = generate_direct(app, [LONG, SHORT], NEW_TOKENS).tokens
-    calls = [(rows, length) for tag, rows, length in log.close() if tag == "cte"]
+    calls = [(rows, length) for tag, rows, length in log.close().shapes() if tag == "cte"]
     return {"direct": direct, "adapter": generate_with_adapter(app, [LONG], NEW_TOKENS)[0], "cte_calls": calls}
 
 

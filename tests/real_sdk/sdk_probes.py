@@ -1,4 +1,4 @@
-"""What each rank runs inside the real NxDI / NxD (called by ``harness.run_ranks``; SDK imports here).
+"""The text checks each rank runs inside the real NxDI / NxD (``run_ranks(tp, "sdk_probes:text_job")``).
 
 A job builds the application through NxDI's ``to_cpu()`` and runs a list of probes on it. Each probe
 returns plain data (token lists, booleans, shapes) or, if it raised, its traceback - so one failing
@@ -13,39 +13,13 @@ from typing import Callable
 import torch
 
 from sdk_cases import BUCKETS, FILLS, MIXED, NEW_TOKENS, all_prompts, reference_key, settings_kwargs
-from sdk_harness import build_application
+from sdk_harness import CallLog, build_application, graphs
 
 
 def _settings(tp: int, **changes):
     from qwen35_neuron.config.neuron_settings import NeuronSettings
 
     return NeuronSettings(**settings_kwargs(tp, **changes))
-
-
-def _graphs(app):
-    """The eager modules NxDI's CPU mode put behind the CTE and TKG wrappers (one per wrapper with
-    continuous batching)."""
-    return app.context_encoding_model.model, app.token_generation_model.model
-
-
-class CallLog:
-    """Counts the wrapper calls and the input lengths that reach each eager graph (forward hooks)."""
-
-    def __init__(self, app) -> None:
-        self.calls: list[tuple[str, int, int]] = []  # (graph, rows, length)
-        self.handles = []
-        for tag, graph in zip(("cte", "tkg"), _graphs(app)):
-            self.handles.append(graph.register_forward_pre_hook(self._hook(tag)))
-
-    def _hook(self, tag: str):
-        def hook(module, args):
-            self.calls.append((tag, int(args[0].shape[0]), int(args[0].shape[1])))
-        return hook
-
-    def close(self) -> list[tuple[str, int, int]]:
-        for handle in self.handles:
-            handle.remove()
-        return self.calls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +31,7 @@ def loaded_weights(app) -> dict:
     """to_cpu loads with strict=False: the converted checkpoint must name exactly the model's weights."""
     checkpoint = set(app.checkpoint_loader_fn())
     out = {}
-    for tag, graph in zip(("cte", "tkg"), _graphs(app)):
+    for tag, graph in zip(("cte", "tkg"), graphs(app)):
         weights = {n for n in graph.state_dict() if not n.startswith("past_key_values.")}
         out[tag] = {"missing": sorted(weights - checkpoint), "unexpected": sorted(checkpoint - weights),
                     "count": len(weights)}
@@ -76,7 +50,7 @@ def tokens_mixed(app) -> dict:
 
     log = CallLog(app)
     direct = generate_direct(app, MIXED, NEW_TOKENS).tokens
-    calls = log.close()
+    calls = log.close().shapes()
     return {"prompts": [reference_key(p) for p in MIXED], "direct": direct,
             "adapter": generate_with_adapter(app, MIXED, NEW_TOKENS), "direct_calls": calls}
 
@@ -99,7 +73,7 @@ def idle_rows(app) -> dict:
 
     batch = app.neuron_config.batch_size
     generate_direct(app, [list(FILLS[8])[i:] + [9] * i for i in range(batch)], 3)
-    cte, tkg = _graphs(app)
+    cte, tkg = graphs(app)
     before = [p.detach().clone() for p in tkg.past_key_values]
     padded = {"cte": 0, "tkg": 0}
     for tag, wrapper in (("cte", app.context_encoding_model), ("tkg", app.token_generation_model)):
@@ -142,7 +116,7 @@ def buckets(app) -> dict:
     for length, prompt in FILLS.items():
         log = CallLog(app)
         tokens = generate_direct(app, [prompt], NEW_TOKENS).tokens[0]
-        ran[length] = {"tokens": tokens, "cte_lengths": [n for tag, _, n in log.close() if tag == "cte"]}
+        ran[length] = {"tokens": tokens, "cte_lengths": [n for tag, _, n in log.close().shapes() if tag == "cte"]}
     return {"nxdi": nxdi, "ours": ours, "wrapper_buckets": list(wrapper.neuron_config.buckets), "fills": ran}
 
 
@@ -151,7 +125,7 @@ def state_carry(app) -> dict:
     both graphs hold afterwards (NxDI's copy-back), and the next step must read them."""
     from qwen35_neuron.neuron.generation import decode_mask, right_padded
 
-    cte, tkg = _graphs(app)
+    cte, tkg = graphs(app)
     for param in list(cte.past_key_values) + list(tkg.past_key_values):
         param.data.zero_()
     returned = []
@@ -171,7 +145,7 @@ def state_carry(app) -> dict:
     log = CallLog(app)
     app(input_ids=step_ids, attention_mask=decode_mask(lengths, [True] * len(MIXED)),
         position_ids=torch.tensor([[n] for n in lengths], dtype=torch.int32), seq_ids=seq_ids)
-    return {"held": held, "rows_written": rows_written, "step_calls": log.close(),
+    return {"held": held, "rows_written": rows_written, "step_calls": log.close().shapes(),
             "tkg_changed": not all(torch.equal(s, p) for s, p in zip(states, tkg.past_key_values))}
 
 
@@ -181,7 +155,7 @@ def tkg_mask_widths(app) -> dict:
     from qwen35_neuron.neuron.generation import generate_direct
 
     widths = []
-    handle = _graphs(app)[1].register_forward_pre_hook(lambda module, args: widths.append(int(args[1].shape[1])))
+    handle = graphs(app)[1].register_forward_pre_hook(lambda module, args: widths.append(int(args[1].shape[1])))
     try:
         tokens = generate_direct(app, MIXED, NEW_TOKENS).tokens
     finally:
@@ -265,7 +239,3 @@ def text_job(model_dir: str, tp: int, variants: dict[str, dict] | None = None) -
                               **VARIANT_PROBES.get(name, {})}, app)
     return results
 
-
-from sdk_long_probes import long_job  # noqa: E402 (issue 15's probes, which use the helpers above)
-
-JOBS: dict[str, Callable] = {"text": text_job, "long": long_job}

@@ -2,15 +2,22 @@
 refuses a context encoding wider than its largest bucket and runs the context-encoding graph only when
 a row starts at position 0; our application splits it into chunks that NxDI routes, pads and copies
 back itself. A prompt ~5x the largest bucket gives transformers' greedy tokens, beside a short prompt,
-through our direct loop and NxDI's HF adapter, and its logits equal one unchunked call's."""
+through our direct loop and NxDI's HF adapter, and its logits equal one unchunked call's. In this process
+(one rank): an image split across chunks (against the CPU VL path) and tail lengths of one token and of
+none (against the CPU runtime)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sdk_cases import CONFIGS, LONG, MIXED, reference_key
+from qwen35_neuron.config import RunConfig
+from qwen35_neuron.runtime.loading import load_engine
+from qwen35_neuron.runtime.session import generate
+from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session
+from sdk_cases import CONFIGS, LONG, LONG_BUCKETS, MIXED, reference_key
 from test_nxdi_text import probe
+from vl_cases import END, IMAGE, START, VISION_BUCKETS
 
 TPS = (1, 2)
 CASES = [pytest.param(config, tp, id=f"{config}-tp{tp}") for config in CONFIGS for tp in TPS]
@@ -24,7 +31,7 @@ def long_runs(tier_data):
 
     def get(config: str, tp: int) -> list[dict]:
         if (config, tp) not in cache:
-            cache[(config, tp)] = run_ranks(tp, "long", model_dir=str(tier_data / config), tp=tp)
+            cache[(config, tp)] = run_ranks(tp, "sdk_long_probes:long_job", model_dir=str(tier_data / config), tp=tp)
         return cache[(config, tp)]
 
     return get
@@ -58,3 +65,57 @@ def test_chunked_logits_equal_one_call(long_runs, config, tp):
         chunked = probe(results, "last_logits", run)
         assert chunked.shape == one_call.shape == (1, 256)
         assert torch.allclose(chunked, one_call, rtol=1e-4, atol=1e-4), (run, (chunked - one_call).abs().max())
+
+
+MAX_LENGTH = 64
+NEW = 6
+SETTINGS = dict(context_buckets=LONG_BUCKETS, max_length=MAX_LENGTH, ctx_batch_size=1)
+
+
+def cpu_run(**changes) -> RunConfig:
+    return RunConfig(**{**dict(batch_size=4, context_buckets=LONG_BUCKETS, max_seq_len=MAX_LENGTH, gdr_chunk_size=8),
+                        **changes})
+
+
+def graph_calls(app) -> list[tuple[int, int, int]]:
+    """(rows, slots, first cache position) of every call of the eager graphs behind NxDI's wrappers."""
+    calls: list[tuple[int, int, int]] = []
+    for graph in (app.context_encoding_model.model, app.token_generation_model.model):
+        graph.register_forward_pre_hook(lambda _, args: calls.append(
+            (int(args[0].shape[0]), int(args[0].shape[1]), int(args[2][0, 0]))))
+    return calls
+
+
+def test_long_prompt_with_an_image_split_across_chunks_equals_the_cpu_vl_path(application, neuron_vl_dir,
+                                                                             neuron_vl_images):
+    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+
+    text = [11, 42, 7, 99, 3, 17, 64, 128, 31, 9]
+    requests = [VLRequest(text + [START, IMAGE, END] + text + [START, IMAGE, END] + text[:5],
+                          [neuron_vl_images["wide"], neuron_vl_images["tall"]]),
+                VLRequest([5, 200, 17], [])]
+    app = application(neuron_vl_dir, **SETTINGS)
+    session = load_neuron_vl_session(app, vision_buckets=VISION_BUCKETS)
+    prompt = session.prepare(requests).prompts[0]
+    assert len(prompt) >= 5 * max(LONG_BUCKETS)
+    assert any(prompt[s - 1] == prompt[s] == IMAGE for s in range(8, len(prompt), 8))  # a boundary inside an image
+    calls = graph_calls(app)
+    ours = generate_vl(session, requests, NEW)
+    reference = generate_vl(load_vl_session(neuron_vl_dir, cpu_run(vision_buckets=VISION_BUCKETS))[1], requests, NEW)
+    assert ours.tokens == reference.tokens
+    for ours_row, ref_row in zip(ours.logits, reference.logits):
+        assert (torch.stack(ours_row) - torch.stack(ref_row)).abs().max().item() < 1e-4
+    assert [c[2] for c in calls if c[1] > 1 and c[2] > 0] == list(range(8, len(prompt), 8))
+
+
+@pytest.mark.parametrize("length", [33, 40])  # a one-token tail (sent two slots wide), an exact multiple
+def test_tail_lengths(application, tiny_dir, length):
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    app = application(tiny_dir, **SETTINGS)
+    calls = graph_calls(app)
+    prompt = LONG[:length]
+    ours = generate_direct(app, [prompt], NEW)
+    assert ours.tokens == generate(load_engine(tiny_dir, cpu_run())[1], [prompt], NEW, eos_token_ids=()).tokens
+    chunks = [c for c in calls if c[1] > 1]
+    assert len(chunks) == -(-length // 8) and chunks[-1][2] == 8 * (len(chunks) - 1)

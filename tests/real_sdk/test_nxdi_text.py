@@ -112,10 +112,15 @@ def test_context_state_reaches_token_generation_through_nxdi_copy_back(text_runs
 
 
 @pytest.mark.parametrize("config, tp", CASES)
-def test_every_bucket_instance_aliases_each_state_buffer_once(text_runs, config, tp):
+def test_every_bucket_instance_aliases_each_state_buffer_once(text_runs, checkpoint_dirs, config, tp):
     """``get_model_instance().load_module()`` then ``get(bucket)``, as NxDI prepares tracing: the alias map
-    covers every state buffer (KV, conv, recurrent) exactly once, at the outputs after the logits."""
+    covers every state buffer (KV, conv, recurrent) exactly once, at the outputs after the logits, with
+    this rank's shapes."""
+    from qwen35_neuron.config import load_model_config
+    from qwen35_neuron.parallel.nxd_layout import state_buffers
+
     instances = probe(text_runs(config, tp), "instances")
+    layout = state_buffers(load_model_config(checkpoint_dirs[config]).text, 4, 64, torch.float32, tp)
     layers = 4
     attention, deltanet = 1, layers - 1
     assert [b["n_positions"] for b in instances["cte"]] == list(BUCKETS)
@@ -129,6 +134,8 @@ def test_every_bucket_instance_aliases_each_state_buffer_once(text_runs, config,
             [attention, attention, deltanet, deltanet]
         recurrent = [d for k, d in zip(bucket["kinds"], bucket["dtypes"]) if k == "recurrent_state"]
         assert recurrent == ["torch.float32"] * deltanet
+        assert bucket["shapes"] == [b.shape for b in layout] and bucket["kinds"] == [b.kind for b in layout]
+
 
 
 @pytest.mark.parametrize("config, tp", CASES)
@@ -150,3 +157,18 @@ def test_a_full_batch_in_any_row_order_lands_in_its_rows(text_runs, reference, c
     order: every prompt continues in the row it was sent to."""
     tokens = probe(text_runs(config, tp), "full_batch_any_order")
     assert tokens == {key: reference[config][key] for key in tokens}
+
+def test_tp4_equals_transformers_and_tp1(text_runs, reference):
+    """Four rank processes on this two-core machine (the default config, the text probes without the
+    settings variants): the same tokens, padding, carry and aliasing as at TP 1."""
+    four, one = text_runs("default", 4, variants=False), text_runs("default", 1)
+    assert probe(four, "tokens_alone") == probe(one, "tokens_alone")
+    assert probe(four, "tokens_alone")["direct"] == reference["default"]
+    assert probe(four, "tokens_mixed") == probe(one, "tokens_mixed")
+    assert [rank["main"]["tokens_mixed"] for rank in four[1:]] == [four[0]["main"]["tokens_mixed"]] * 3
+    assert torch.allclose(probe(four, "first_logits"), probe(one, "first_logits"), rtol=1e-4, atol=1e-4)
+    idle = probe(four, "idle_rows")
+    assert all(all(after) for after in idle["others_unchanged"]) and all(idle["row0_changed"])
+    assert probe(four, "state_carry")["held"] == {"cte": True, "tkg": True}
+    for bucket in probe(four, "instances")["cte"] + probe(four, "instances")["tkg"]:
+        assert bucket["keys_are_buffers"] and bucket["outputs"] == list(range(1, 9))

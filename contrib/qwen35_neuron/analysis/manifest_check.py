@@ -382,16 +382,32 @@ def check_tree(root: str | Path | None = None, manifest: Manifest | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m qwen35_neuron.analysis.manifest_check [ROOT] [--manifest PATH]``; exit 1 on findings."""
+    """``python -m qwen35_neuron.analysis.manifest_check [ROOT] [--manifest PATH]``; exit 1 on findings.
+
+    Where the NxDI and NxD sources were fetched (``qwen35_neuron.testing.sources``) the manifest itself is
+    checked against them too (:mod:`.manifest_source`); otherwise one line says it was taken as read.
+    """
+    from .manifest_source import check_against_source, fetched_package_roots
+
     args = list(sys.argv[1:] if argv is None else argv)
     manifest_path = None
     if "--manifest" in args:
         at = args.index("--manifest")
         manifest_path = args[at + 1]
         del args[at:at + 2]
-    report = check_tree(args[0] if args else None, load_manifest(manifest_path))
+    manifest = load_manifest(manifest_path)
+    report = check_tree(args[0] if args else None, manifest)
     print(report.format())
-    return 0 if report.ok else 1
+    roots = fetched_package_roots()
+    if roots is None:
+        print("manifest vs SDK source: NxDI/NxD sources not fetched here, the manifest is taken as read "
+              "(README, 'Test tiers over the real SDK sources')")
+        return 0 if report.ok else 1
+    checked, findings = check_against_source(manifest, roots)
+    print(f"manifest vs SDK source: {checked} NxDI/NxD symbol(s) checked, {len(findings)} finding(s)")
+    for finding in findings:
+        print(finding.format())
+    return 0 if report.ok and not findings else 1
 
 
 if __name__ == "__main__":

@@ -55,12 +55,16 @@ def load_tokenizer(model_dir: str | Path, need: str = "--prompt") -> Any:
     """The checkpoint's tokenizer (transformers' AutoTokenizer, local files only)."""
     if not any((Path(model_dir) / name).is_file() for name in TOKENIZER_FILES):
         raise InputError(f"{need} needs a tokenizer, but {model_dir} has no tokenizer.json: use --input-ids")
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     try:
         return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except Exception as err:  # noqa: BLE001 - transformers raises many kinds for a broken tokenizer file
         first = str(err).splitlines()[0] if str(err) else ""
+        if "does not exist or is not currently imported" in first and (Path(model_dir) / "tokenizer.json").is_file():
+            # a tokenizer class newer than this transformers (Qwen3_5Tokenizer: transformers 5; NxDI pins
+            # 4.57 on a trn2 host): tokenizer.json, its special tokens and chat template are all it needs
+            return PreTrainedTokenizerFast.from_pretrained(str(model_dir), local_files_only=True)
         raise InputError(f"cannot load the tokenizer of {model_dir} ({type(err).__name__}: {first}): fix or remove "
                          "its tokenizer files, or use --input-ids") from err
 

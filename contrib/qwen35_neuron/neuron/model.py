@@ -36,7 +36,6 @@ from neuronx_distributed.parallel_layers.mappings import gather_from_tensor_mode
 from neuronx_distributed_inference.models.model_base import NeuronBaseForCausalLM, NeuronBaseModel
 from neuronx_distributed_inference.models.model_wrapper import (
     CONTEXT_ENCODING_MODEL_TAG,
-    DecoderModelInstance,
     ModelWrapper,
 )
 from neuronx_distributed_inference.modules.generation.sampling import create_sampler
@@ -136,13 +135,21 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
         self.kv_mgr = HybridStateView(self.past_key_values)  # what NxDI aliases and copies back
 
     def restore_fp32(self) -> None:
-        """Undo the global cast of ``cast_type='config'`` where fp32 is part of the contract: the
-        recurrent state buffers (zeros, so exact) and the rotary frequencies (recomputed)."""
+        """Undo a global cast where fp32 is part of the contract: the recurrent state buffers (zeros at
+        load, so exact) and the rotary frequencies (recomputed)."""
         for buf, param in zip(self.state_layout, self.past_key_values):
             if param.dtype != buf.dtype:
                 param.data = param.data.to(buf.dtype)
         fresh = MultimodalRotary(self.text)
         self.rotary.inv_freq = fresh.inv_freq.to(self.rotary.inv_freq.device)
+
+    def _apply(self, fn, recurse=True):
+        """Every whole-module cast keeps the fp32 contract: NxDI's model instance casts with ``_apply``
+        (``cast_type='config'``, before tracing), its CPU mode with ``.bfloat16()`` (``to_cpu``)."""
+        module = super()._apply(fn, recurse)
+        if "past_key_values" in self._modules:  # built (NxDI's __init__ may move modules before that)
+            self.restore_fp32()
+        return module
 
     def forward(self, input_ids, attention_mask, position_ids, seq_ids, sampling_params, prev_hidden=None,
                 adapter_ids=None, *vl_inputs):
@@ -176,14 +183,6 @@ class NeuronQwen35MoeModel(NeuronBaseModel):
             raise Qwen35Error(f"this graph takes the VL inputs {list(names)} after NxDI's seven, got {len(vl_inputs)}")
 
 
-class Qwen35ModelInstance(DecoderModelInstance):
-    """NxDI's decoder model instance, plus the fp32 restore after its global cast."""
-
-    def load_module(self) -> None:
-        super().load_module()
-        self.module.restore_fp32()
-
-
 class Qwen35ModelWrapper(ModelWrapper):
     """NxDI's wrapper with the VL inputs after the seven standard ones (see :mod:`.vl_inputs`), and
     partial batches that leave the rows nobody asked for untouched.
@@ -202,9 +201,6 @@ class Qwen35ModelWrapper(ModelWrapper):
     """
 
     _padded_call: PaddedCall | None = None
-
-    def get_model_instance(self) -> Qwen35ModelInstance:
-        return Qwen35ModelInstance(model_cls=self.model_cls, config=self.config, **self.model_init_kwargs)
 
     def _is_cte(self) -> bool:
         return self.tag == CONTEXT_ENCODING_MODEL_TAG

@@ -14,10 +14,10 @@ into zeros). The text model is the loaded :class:`~qwen35_neuron.neuron.model.Qw
   never mistakes the step for a context encoding (it picks CTE when ``position_ids.min() == 0``).
 
 Every prefill (re)starts its rows, rope delta included: a text request after an image request in
-the same row starts from plain text positions. NxDI pads a context-encoding call with fewer rows than
-its compiled batch by replaying the first row into the missing ones, so starting a request while
-others run needs ``ctx_batch_size=1`` (otherwise the session refuses instead of corrupting them). A batch without images passes no ``llava_args`` and
-runs exactly the text path (the wrapper supplies the text values). Decoding is greedy: the graphs
+the same row starts from plain text positions. A request may start while others run, whatever the
+compiled ``ctx_batch_size``: the rows NxDI adds to pad a partial batch carry an all-zero mask (our
+wrapper), so they keep their state. A batch without images passes no ``llava_args`` and runs exactly
+the text path (the wrapper supplies the text values). Decoding is greedy: the graphs
 return logits (argmax here) or on-device greedy tokens; without logits, ``last_logits`` rows are empty.
 """
 
@@ -57,7 +57,6 @@ class NeuronVLSession:
         self.text = config.text
         settings = model.config.settings()
         self.run = host_run_config(settings, vision_buckets)
-        self.ctx_batch_size = settings.context_batch
         self.rows = [RowState() for _ in range(self.run.batch_size)]
         self.last_logits: torch.Tensor | None = None
 
@@ -98,7 +97,6 @@ class NeuronVLSession:
         """:meth:`prefill` for a batch already checked by :meth:`prepare` (with the same max_new_tokens)."""
         rows = list(range(len(batch.prompts))) if rows is None else list(rows)
         check_rows(rows, len(batch.prompts), len(self.rows))
-        self._check_padding_spares_active_rows(rows)
         input_ids, mask, positions = right_padded(batch.prompts)
         llava_args = self.cte_llava_args(batch) if batch.has_images else []
         outputs = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
@@ -107,19 +105,6 @@ class NeuronVLSession:
         for row, prompt, token, delta in zip(rows, batch.prompts, tokens, batch.rope_deltas):
             self.rows[row] = RowState(length=len(prompt), rope_delta=delta, next_token=token, active=True)
         return tokens
-
-    def _check_padding_spares_active_rows(self, rows: list[int]) -> None:
-        """NxDI fills a partial context-encoding batch with copies of its first row, written to the seq
-        ids the call lacks: the state of every other row is overwritten. Refuse when one of them holds
-        a running request."""
-        if len(rows) % self.ctx_batch_size == 0:
-            return
-        hit = [r for r, state in enumerate(self.rows) if state.active and r not in rows]
-        if hit:
-            raise InputError(
-                f"prefilling rows {rows} alone would overwrite the running requests in rows {hit}: NxDI pads a "
-                f"context-encoding call to its batch of {self.ctx_batch_size} rows with copies of the first row. "
-                "Compile with ctx_batch_size=1 to start requests one by one, or finish those rows first")
 
     def decode(self) -> list[int | None]:
         """One token for every active row (None for idle rows, whose state stays unchanged).

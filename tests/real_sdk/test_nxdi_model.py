@@ -1,46 +1,56 @@
-"""The neuron layer's model, config and generation loop on a CPU, with SDK stand-ins (fake_sdk).
-
-These run our traced forward exactly as NxDI would call it (nxdi_driver) and compare with the CPU
-runtime; they cannot show compilation or real collectives (TP > 1 is checked by shapes only).
+"""The neuron layer's config, model and generation loop inside the real NxDI / NxD, in this process (one
+rank, NxDI's ``to_cpu()``): what the SDK stand-ins (tests/neuron/fake_sdk.py) used to check, now against
+NxDI's own config classes, model instance, wrapper and application. The reference is our CPU runtime,
+which the main suite proves equal to transformers (tests/real_sdk/test_nxdi_text.py compares with
+transformers directly).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 
 import pytest
 import torch
 
-from nxdi_driver import TINY, NxdiDriver, build
-from qwen35_neuron.checkpoint import expected_text_shapes, load_text_state_dict
-from qwen35_neuron.config.neuron_settings import NeuronSettings, preset
+from qwen35_neuron.checkpoint import load_text_state_dict
+from qwen35_neuron.config import parse_model_config
+from qwen35_neuron.config.neuron_settings import NeuronSettings, neuron_config_kwargs
 from qwen35_neuron.model.ops import TORCH_OPS
 from qwen35_neuron.model.rotary import MultimodalRotary
-from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint, state_buffers
 from qwen35_neuron.runtime.session import generate
-from tiny_models import PROMPTS, make_engine
+from qwen35_neuron.testing.family_configs import QWEN35_35B
+from sdk_cases import settings_kwargs
+from sdk_harness import CallLog, cpu_engine, graphs
+from tiny_models import PROMPTS
 
-def test_config_reloads_from_neuron_config_json(fake_sdk_modules, tiny_dir, tmp_path):
-    import qwen35_neuron.neuron as neuron
+TINY = settings_kwargs(1)
+
+
+@pytest.fixture(scope="module")
+def config_35b():
+    return parse_model_config(QWEN35_35B)
+
+
+def test_config_reloads_from_neuron_config_json(nxdi, tiny_dir, tmp_path):
+    from neuronx_distributed_inference.models.config import MoENeuronConfig
 
     settings = NeuronSettings(**TINY)
-    config = neuron.inference_config(tiny_dir, settings)
+    config = nxdi.inference_config(tiny_dir, settings)
     config.save(tmp_path)
-    again = neuron.Qwen35MoeInferenceConfig.load(tmp_path)
+    again = nxdi.Qwen35MoeInferenceConfig.load(tmp_path)
     assert type(again.neuron_config).__name__ == "Qwen35MoeNeuronConfig"
-    assert isinstance(again.neuron_config, fake_sdk_modules.MoENeuronConfig)
+    assert isinstance(again.neuron_config, MoENeuronConfig)
     assert again.text() == config.text() and again.settings() == settings
     assert again._name_or_path == config._name_or_path and again.num_local_experts == 8
+    assert (again.output_attentions, again.output_hidden_states) == (False, False)  # what NxDI's forward reads
 
 
-def test_foreign_load_hook_is_completed_by_our_parser(fake_sdk_modules, tiny_dir):
+def test_foreign_load_hook_is_completed_by_our_parser(nxdi, tiny_dir):
     """vLLM-Neuron passes NxDI's load_pretrained_config(path): it lays transformers' view of config.json on the
     config (nested sub-configs, generic fields, _name_or_path); our parser then reads that directory."""
-    import types
-
-    import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.config.neuron_settings import neuron_config_kwargs
+    from neuronx_distributed_inference.models.config import MoENeuronConfig
     from qwen35_neuron.errors import UnsupportedConfigError
 
     def load_pretrained_config(model_path_or_name):
@@ -49,147 +59,88 @@ def test_foreign_load_hook_is_completed_by_our_parser(fake_sdk_modules, tiny_dir
                                    vision_config=types.SimpleNamespace(depth=2), max_length=20)
         return load_config
 
-    nc = fake_sdk_modules.MoENeuronConfig(**neuron_config_kwargs(NeuronSettings(**TINY)))
-    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config(tiny_dir))
+    nc = MoENeuronConfig(**neuron_config_kwargs(NeuronSettings(**TINY)))
+    config = nxdi.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config(tiny_dir))
     assert config.hidden_size == 64 and config.settings().tp_degree == 1
     assert not hasattr(config, "text_config") and not hasattr(config, "vision_config")
-    assert config.text() == neuron.inference_config(tiny_dir, NeuronSettings(**TINY)).text()
+    assert config.text() == nxdi.inference_config(tiny_dir, NeuronSettings(**TINY)).text()
     with pytest.raises(UnsupportedConfigError, match="not a local directory with a config.json"):
-        neuron.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config("Qwen/Qwen3.5-35B-A3B"))
+        nxdi.Qwen35MoeInferenceConfig(nc, load_config=load_pretrained_config("Qwen/Qwen3.5-35B-A3B"))
 
 
-def test_serving_overrides_reach_the_settings(fake_sdk_modules, tiny_dir):
+def test_serving_overrides_reach_the_settings(nxdi, tiny_dir):
     """override_neuron_config {"qwen35": {...}} (vLLM's --additional-config) sets the run settings NxDI has no
-    keyword for; unknown names are refused; NxDI defaults our model cannot take are replaced. (Refusing prefix
-    caching is checked against the real NxDI in tests/real_vllm.)"""
-    import qwen35_neuron.neuron as neuron
+    keyword for; unknown names are refused; NxDI defaults our model cannot take are replaced."""
     from qwen35_neuron.errors import UnsupportedConfigError
 
     vllm_like = dict(tp_degree=1, batch_size=2, ctx_batch_size=1, seq_len=64, max_context_length=64,
                      torch_dtype="float32", padding_side="right", enable_bucketing=True)
-    nc = neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "torch", "moe_block_size": 16})
-    config = neuron.Qwen35MoeInferenceConfig(nc, load_config=neuron.load_qwen35_config(tiny_dir))
+    nc = nxdi.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "torch", "moe_block_size": 16})
+    config = nxdi.Qwen35MoeInferenceConfig(nc, load_config=nxdi.load_qwen35_config(tiny_dir))
     settings = config.settings()
     assert (settings.deltanet_kernel, settings.moe_block_size, settings.batch_size) == ("torch", 16, 2)
     assert nc.moe_tp_degree == 1 and nc.token_generation_buckets == [64]
     with pytest.raises(UnsupportedConfigError, match=r"unknown field\(s\) \['tp_degree'\]"):
-        neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"tp_degree": 4})
+        nxdi.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"tp_degree": 4})
     with pytest.raises(UnsupportedConfigError, match="deltanet_kernel 'fast'"):
-        neuron.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "fast"})
+        nxdi.Qwen35MoeNeuronConfig(**vllm_like, qwen35={"deltanet_kernel": "fast"})
 
 
-def test_state_buffers_are_aliased_in_order(fake_sdk_modules, tiny_dir):
-    import qwen35_neuron.neuron as neuron
-
-    config, module, aliases = build(neuron, tiny_dir)
-    layout = state_buffers(config.text(), 4, 64, torch.float32, 1)
-    assert [aliases[p] for p in module.past_key_values] == list(range(1, 1 + len(layout)))
-    assert [(tuple(p.shape), p.dtype) for p in module.past_key_values] == [(b.shape, b.dtype) for b in layout]
-    assert module.kv_mgr.past_key_values is module.past_key_values and len(module.past_key_values) == 8
-
-
-@pytest.mark.parametrize("name", ["default", "head_dim_256", "dense_tied"])  # dense_tied: the qwen3_5 family
-def test_tokens_equal_the_cpu_runtime(fake_sdk_modules, checkpoint_dirs, name):
-    import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.neuron.generation import generate_direct
-
-    _, module, _ = build(neuron, checkpoint_dirs[name])
-    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
-    prompts = [list(p) for p in PROMPTS]
-    ours = generate_direct(driver, prompts, 8)
-    reference = generate(make_engine(checkpoint_dirs[name]), prompts, 8, eos_token_ids=())
-    assert ours.tokens == reference.tokens
-    assert driver.calls == ["cte16"] + ["tkg"] * 7  # one CTE, then state carried through TKG
-    assert len(ours.step_s) == 7
-
-
-def test_token_buckets_read_only_the_live_cache_and_keep_the_tokens(fake_sdk_modules, tiny_dir):
+def test_token_buckets_read_only_the_live_cache_and_keep_the_tokens(application, tiny_dir):
     """Token-generation graphs of buckets 16 / 32 / 64 attend to their first slots only: same tokens as the
-    CPU runtime (whose decode reads the whole cache), the bucket growing with the context."""
-    import qwen35_neuron.neuron as neuron
+    CPU runtime (whose decode reads the whole cache); NxDI's wrapper picks the bucket as the context grows."""
     from qwen35_neuron.neuron.generation import generate_direct
 
-    _, module, _ = build(neuron, tiny_dir, token_buckets=(16, 32, 64))
-    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"], token_buckets=(16, 32, 64))
+    app = application(tiny_dir, token_buckets=(16, 32, 64))
+    log = CallLog(app)
     prompts = [list(p) for p in PROMPTS]
-    ours = generate_direct(driver, prompts, 12)
-    assert ours.tokens == generate(make_engine(tiny_dir), prompts, 12, eos_token_ids=()).tokens
-    assert driver.tkg_buckets[0] == 16 and driver.tkg_buckets[-1] == 32
+    ours = generate_direct(app, prompts, 12)
+    assert ours.tokens == generate(cpu_engine(tiny_dir), prompts, 12, eos_token_ids=()).tokens
+    widths = [width for tag, _, _, width, _ in log.close().calls if tag == "tkg"]
+    assert widths[0] == 16 and widths[-1] == 32 and widths == sorted(widths)
 
 
-def test_rows_reset_and_stay_isolated(fake_sdk_modules, tiny_dir):
-    import qwen35_neuron.neuron as neuron
+def test_rows_reset_and_stay_isolated(application, tiny_dir):
+    """A finished row idles with an all-zero mask (EOS), a new prompt restarts only its row, a row nobody
+    asked for keeps its state bit for bit."""
     from qwen35_neuron.neuron.generation import generate_direct
 
-    _, module, _ = build(neuron, tiny_dir)
-    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
-    generate_direct(driver, [[9, 8, 7, 6, 5, 4, 3, 2, 1]] * 4, 5)  # fill all four rows
-    row3 = [p.data[3].clone() for p in module.past_key_values]
+    app = application(tiny_dir)
+    generate_direct(app, [[9, 8, 7, 6, 5, 4, 3, 2, 1]] * 4, 5)  # fill all four rows
+    _, tkg = graphs(app)
+    row3 = [p.data[3].clone() for p in tkg.past_key_values]
     prompts = [list(p) for p in PROMPTS]
     eos = (170,)  # the second prompt emits 170 as its third token: that row idles from then on
-    ours = generate_direct(driver, prompts, 6, eos_token_ids=eos)
-    reference = generate(make_engine(tiny_dir), prompts, 6, eos_token_ids=eos)
+    ours = generate_direct(app, prompts, 6, eos_token_ids=eos)
+    reference = generate(cpu_engine(tiny_dir), prompts, 6, eos_token_ids=eos)
     assert ours.tokens == reference.tokens and len(ours.tokens[1]) == 2
-    assert all(torch.equal(p.data[3], old) for p, old in zip(module.past_key_values, row3))
+    assert all(torch.equal(p.data[3], old) for p, old in zip(tkg.past_key_values, row3))
 
 
-def test_bf16_keeps_the_fp32_contract(fake_sdk_modules, tiny_dir):
-    import qwen35_neuron.neuron as neuron
+def test_bf16_keeps_the_fp32_contract(application, tiny_dir, nxdi):
+    """bf16 through both of NxDI's casts - the model instance's (tracing) and to_cpu's ``.bfloat16()`` -
+    keeps the recurrent state and the rotary frequencies in fp32."""
+    app = application(tiny_dir, dtype="bfloat16")
+    config = app.config
+    instance = app.context_encoding_model.get_model_instance()  # NxDI's DecoderModelInstance
+    instance.load_module()
+    for module in (instance.module, *graphs(app)):
+        kinds = [b.kind for b in module.state_layout]
+        dtypes = [p.dtype for p in module.past_key_values]
+        assert all(d == (torch.float32 if k == "recurrent_state" else torch.bfloat16) for k, d in zip(kinds, dtypes))
+        assert module.rotary.inv_freq.dtype == torch.float32
+        assert torch.equal(module.rotary.inv_freq, MultimodalRotary(config.text()).inv_freq)
+        assert module.layers[0].linear_attn.in_proj_qkv.weight.dtype == torch.bfloat16
 
-    config, module, _ = build(neuron, tiny_dir, dtype="bfloat16")
-    kinds = [b.kind for b in module.state_layout]
-    dtypes = [p.dtype for p in module.past_key_values]
-    assert all(d == (torch.float32 if k == "recurrent_state" else torch.bfloat16) for k, d in zip(kinds, dtypes))
-    assert module.rotary.inv_freq.dtype == torch.float32
-    assert torch.equal(module.rotary.inv_freq, MultimodalRotary(config.text()).inv_freq)
-    assert module.layers[0].linear_attn.in_proj_qkv.weight.dtype == torch.bfloat16
 
-
-def test_state_dict_streams_the_same_conversion(fake_sdk_modules, tiny_dir):
-    import qwen35_neuron.neuron as neuron
+def test_state_dict_streams_the_same_conversion(nxdi, tiny_dir):
     from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
 
-    config = neuron.inference_config(tiny_dir, NeuronSettings(**TINY))
+    config = nxdi.inference_config(tiny_dir, NeuronSettings(**TINY))
     streamed = Qwen35MoeForCausalLM.get_state_dict(tiny_dir, config)
     converted = Qwen35MoeForCausalLM.convert_hf_to_neuron_state_dict(load_text_state_dict(tiny_dir), config)
     assert streamed.keys() == converted.keys()
     assert all(torch.equal(streamed[k], converted[k]) for k in streamed)
-
-
-@pytest.mark.parametrize("model, tp", [("35B", 4), ("35B", 8), ("122B", 16), ("397B", 32)])
-def test_model_matches_its_checkpoint_at_tp(fake_sdk_modules, tmp_path, model, tp):
-    """Every parameter of the traced model is in the converted checkpoint and NxD's contiguous cut of it
-    (along the marked partition dim) has the parameter's shape; split plain parameters sit in modules
-    NxD's sharder visits. Built from config.json alone, on the meta device."""
-    import json
-
-    from qwen35_neuron.testing import family_configs as qwen35_configs
-    import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.neuron.model import NeuronQwen35MoeModel
-
-    fake_sdk_modules.TP[0] = tp
-    raw = {"35B": qwen35_configs.QWEN35_35B, "122B": qwen35_configs.QWEN35_122B, "397B": qwen35_configs.QWEN35_397B}
-    (tmp_path / "config.json").write_text(json.dumps(raw[model]))
-    config = neuron.inference_config(tmp_path, preset("trn2.3xlarge", tp_degree=tp, deltanet_kernel="torch",
-                                                      attention_kernel="torch"))
-    with torch.device("meta"):
-        model = NeuronQwen35MoeModel(config)
-    text = config.text()
-    meta = ((n, torch.empty(s, device="meta")) for n, s in expected_text_shapes(text).items())
-    checkpoint = {name: tuple(t.shape) for name, t in neuron_checkpoint(meta, text, tp)}
-    params = {n: p for n, p in model.named_parameters() if not n.startswith("past_key_values.")}
-    assert params.keys() == checkpoint.keys()
-    sharded = (fake_sdk_modules.BaseParallelLinear, fake_sdk_modules.ParallelEmbedding, fake_sdk_modules.SPMDRank)
-    for name, param in params.items():
-        expected = list(checkpoint[name])
-        if getattr(param, "tensor_model_parallel", False):
-            assert expected[param.partition_dim] % param.num_partitions == 0, name
-            expected[param.partition_dim] //= param.num_partitions
-            assert isinstance(model.get_submodule(name.rsplit(".", 1)[0]), sharded), name
-        assert tuple(param.shape) == tuple(expected), name
-    assert "layers.0.mlp.experts.gate_up_proj" in model.marked_parameters
-    assert "layers.0.linear_attn.A_log" in model.marked_parameters
-    assert type(model.layers[0].mlp.experts).__name__ == "NxdShardedExperts"
 
 
 class TwinKernels:
@@ -226,23 +177,22 @@ class TwinKernels:
         return Launchable()
 
 
-def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, checkpoint_dirs, monkeypatch):
+def test_our_kernels_run_through_the_kernels_layout_code(application, checkpoint_dirs, monkeypatch):
     """deltanet/attention/MoE kernels 'ours': every hot op is launched as kernel[lnc](...) through
     qwen35_neuron.kernels.ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
-    the tokens still equal the CPU runtime (the stand-in kernels are the twins)."""
+    the tokens still equal the CPU runtime (the launched kernels are the twins)."""
     import qwen35_neuron.kernels.ops as layouts
-    import qwen35_neuron.neuron as neuron
     from qwen35_neuron.neuron import kernel_ops
     from qwen35_neuron.neuron.generation import generate_direct
 
     kernels = TwinKernels()
     monkeypatch.setattr(layouts, "load_kernel", kernels)
     monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
-    _, module, _ = build(neuron, checkpoint_dirs["default"], deltanet_kernel="ours", attention_kernel="ours", lnc=2)
-    driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
+    app = application(checkpoint_dirs["default"], deltanet_kernel="ours", attention_kernel="ours", moe_kernel="ours",
+                      lnc=2)
     prompts = [list(p) for p in PROMPTS]
-    assert generate_direct(driver, prompts, 4).tokens == generate(make_engine(checkpoint_dirs["default"]), prompts, 4,
-                                                                  eos_token_ids=()).tokens
+    assert generate_direct(app, prompts, 4).tokens == generate(cpu_engine(checkpoint_dirs["default"]), prompts, 4,
+                                                               eos_token_ids=()).tokens
     launched = {name for name, _ in kernels.launches}
     # decode runs at gdn_tkg's boundary: the fused kernel (gates + gated RMSNorm folded in)
     assert launched == {"gdn_prefill", "gdn_decode_fused", "flash_attention_d256", "causal_conv1d_cte",
@@ -250,7 +200,7 @@ def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, check
     assert {grid for _, grid in kernels.launches} == {2}
 
 
-def test_kernel_table_choices(fake_sdk_modules, config_35b, monkeypatch, caplog):
+def test_kernel_table_choices(nxdi, config_35b, monkeypatch, caplog):
     from qwen35_neuron.neuron import kernel_ops
 
     torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
@@ -267,19 +217,16 @@ def test_kernel_table_choices(fake_sdk_modules, config_35b, monkeypatch, caplog)
     assert table.gdr_decode is TORCH_OPS.gdr_decode and table.attention is not TORCH_OPS.attention
 
 
-def test_custom_compiler_args_get_the_lnc(fake_sdk_modules, tiny_dir):
-    import qwen35_neuron.neuron as neuron
+def test_custom_compiler_args_get_the_lnc(nxdi, tiny_dir):
     from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
 
-    app = Qwen35MoeForCausalLM()
-    app.neuron_config = fake_sdk_modules.MoENeuronConfig(logical_nc_config=2)
-    app.config = neuron.inference_config(tiny_dir, NeuronSettings(**TINY))
-    assert app.get_compiler_args() is None
-    app.config = neuron.inference_config(tiny_dir, NeuronSettings(**{**TINY, "compiler_args": "-O1"}))
+    app = Qwen35MoeForCausalLM(tiny_dir, nxdi.inference_config(tiny_dir, NeuronSettings(**{**TINY, "lnc": 2})))
+    assert app.neuron_config.logical_nc_config == 2 and app.get_compiler_args() is None
+    app.config = nxdi.inference_config(tiny_dir, NeuronSettings(**{**TINY, "lnc": 2, "compiler_args": "-O1"}))
     assert app.get_compiler_args() == "-O1 --lnc=2"
 
 
-def test_nkilib_prefill_adapter_layout(fake_sdk_modules):
+def test_nkilib_prefill_adapter_layout(nxdi):
     """gdn_cte works on [B*Hv, S, D] from zero state; the adapter's reshapes and GQA expansion must give
     the twin's result for fresh rows, and leave a row without real tokens unchanged."""
     from qwen35_neuron.model.gated_delta_rule import chunked_gated_delta_rule, recurrent_gated_delta_rule
@@ -308,7 +255,7 @@ def test_nkilib_prefill_adapter_layout(fake_sdk_modules):
     assert torch.allclose(out[0], ref_out[0], atol=1e-5) and torch.allclose(new, ref_state, atol=1e-5)
 
 
-def test_nkilib_decode_adapter_layout(fake_sdk_modules):
+def test_nkilib_decode_adapter_layout(nxdi):
     """gdn_tkg works on [B*Hv, D] rows with raw gates; the adapter's reshapes and GQA expansion must give
     the gated-decode twin's result."""
     from qwen35_neuron.model.deltanet import gated_decode
