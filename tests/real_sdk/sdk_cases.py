@@ -53,8 +53,8 @@ def settings_kwargs(tp: int, **changes) -> dict:
     """NeuronSettings of the tier: fp32 (NxDI's CPU mode needs it at TP > 1), the PyTorch twins of the
     kernels (NKI cannot run here), the whole batch in one context-encoding call."""
     base = dict(tp_degree=tp, lnc=1, batch_size=BATCH, ctx_batch_size=None, context_buckets=BUCKETS,
-                max_length=MAX_LENGTH, dtype="float32", deltanet_kernel="torch", attention_kernel="torch", moe_kernel="torch",
-                gdr_chunk_size=8, save_sharded_checkpoint=False)
+                max_length=MAX_LENGTH, dtype="float32", deltanet_kernel="torch", attention_kernel="torch",
+                moe_kernel="torch", gdr_chunk_size=8, save_sharded_checkpoint=False)
     base.update(changes)
     return base
 
