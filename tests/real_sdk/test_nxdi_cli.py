@@ -107,7 +107,8 @@ def test_generate_images_with_compiled_towers(application, neuron_vl_dir, neuron
     app = application(neuron_vl_dir)
     prompts = [list(CASES["two_images"][0]), list(CASES["one_image"][0])]
     images = [neuron_vl_images[n] for n in ("tall", "square", "wide")]
-    requests = [VLRequest(p, i) for p, i in zip(prompts, assign_images_in_order(prompts, images, config.image_token_id))]
+    assigned = assign_images_in_order(prompts, images, config.image_token_id)
+    requests = [VLRequest(p, i) for p, i in zip(prompts, assigned)]
     assert [len(r.images) for r in requests] == [2, 1]
     tokens, timing, session = neuron_app.generate_images(app, requests, 6, (), str(tmp_path / "vision"))
     assert session.run.vision_buckets == VISION_BUCKETS and timing["total_s"] > 0
