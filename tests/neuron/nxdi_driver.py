@@ -2,9 +2,10 @@
 
 From the pinned sources: CTE runs when ``position_ids.min() == 0``; the wrapper pads CTE inputs
 to the bucket (input ids with the pad id, mask with 0, positions with 1) and the TKG mask to the
-first token-generation bucket wider than it (the largest when as wide), casts int64 to int32, calls ``forward(input_ids, attention_mask, position_ids,
-seq_ids, sampling_params, prev_hidden, adapter_ids)``, and the device keeps the aliased state
-outputs (here: copied back into ``past_key_values``).
+first token-generation bucket wider than it (than it plus K+1 for a verify call; the largest when
+exactly as wide), casts int64 to int32, calls ``forward(input_ids, attention_mask, position_ids, seq_ids,
+sampling_params, prev_hidden, adapter_ids)``, and the device keeps the aliased state outputs (here:
+copied back into ``past_key_values``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ class NxdiDriver:
             self.calls.append(f"cte{bucket}")
         else:
             width = attention_mask.shape[1]
-            bucket = next((b for b in self.token_buckets if width < b), self.token_buckets[-1])
+            # a verify call (NxDI's speculation model) needs its K+1 slots beyond the mask
+            spec_len = self.module.neuron_config.speculation_length
+            required = width + (spec_len if input_ids.shape[1] == spec_len else 0)
+            bucket = next((b for b in self.token_buckets if required < b), self.token_buckets[-1])
+            assert required <= bucket, f"NxDI refuses a mask of {width} columns for this graph (largest bucket {bucket})"
             attention_mask = F.pad(attention_mask, (0, bucket - width), value=0)
             self.calls.append("tkg")
             self.tkg_buckets.append(bucket)

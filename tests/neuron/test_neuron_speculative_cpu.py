@@ -50,6 +50,11 @@ def test_speculation_settings_are_checked():
         NeuronSettings(num_speculative_tokens=4)
     with pytest.raises(UnsupportedConfigError, match="equals the verify graph's length"):
         NeuronSettings(num_speculative_tokens=3, context_buckets=(4, 128), max_length=256)
+    for sampling in ({"on_device_sampling": True}, {"on_device_sampling": True, "output_logits": True}):
+        with pytest.raises(UnsupportedConfigError, match="greedy and returns tokens only"):
+            NeuronSettings(num_speculative_tokens=1, **sampling)
+    with pytest.raises(UnsupportedConfigError, match="no room for verify steps"):
+        NeuronSettings(num_speculative_tokens=3, context_buckets=(2,), max_length=4, token_buckets=(4,))
     from qwen35_neuron.config.neuron_settings import neuron_config_kwargs
 
     assert neuron_config_kwargs(NeuronSettings(num_speculative_tokens=2))["speculation_length"] == 3

@@ -89,3 +89,21 @@ def test_real_model_tokens_equal_cpu(model_path, tmp_path_factory):
     reference = cpu_tokens(model_path, prompts, 8, dtype="bfloat16", eos=eos)
     assert [t[:4] for t in ours] == [t[:4] for t in reference]
     assert torch.tensor([len(t) for t in ours]).min() >= 1
+
+
+@pytest.mark.parametrize("num_drafts", [1, 3])
+def test_tiny_mtp_speculation_equals_plain_greedy(tmp_path_factory, num_drafts):
+    """NxDI's speculation graph (K+1 slots) as our verify graph, with a head built to draft well: the tokens
+    of plain greedy decoding, in fewer verify calls than tokens (rows accept different counts)."""
+    import dataclasses
+
+    from qwen35_neuron.neuron.speculation import generate_speculative_direct
+    from qwen35_neuron.testing.drafting import build_drafting_checkpoint
+
+    model_dir = build_drafting_checkpoint(tmp_path_factory.mktemp("mtp-ckpt"), tiny_config_dict(), seed=1, mix_scale=0.2)
+    settings = dataclasses.replace(TINY_SETTINGS, num_speculative_tokens=num_drafts, token_buckets=(32, 64))
+    model = compile_and_load(model_dir, tmp_path_factory.mktemp("mtp-compiled"), settings)
+    prompts = [list(p) for p in PROMPTS]
+    ours = generate_speculative_direct(model, prompts, 12, num_drafts)
+    assert ours.tokens == cpu_tokens(model_dir, prompts, 12)
+    assert len(ours.step_s) < 11 and ours.acceptance.tokens_per_step > 1

@@ -113,6 +113,12 @@ class NeuronSettings:
             raise UnsupportedConfigError(
                 f"context bucket {self.num_speculative_tokens + 1} equals the verify graph's length (NxDI routes a "
                 "call by its length): drop that bucket or change num_speculative_tokens")
+        if self.num_speculative_tokens and self.max_length <= self.num_speculative_tokens + 1:
+            raise UnsupportedConfigError(f"max_length {self.max_length} leaves no room for verify steps of "
+                                         f"{self.num_speculative_tokens + 1} slots: raise max_length")
+        if self.num_speculative_tokens and (self.on_device_sampling or self.output_logits):
+            raise UnsupportedConfigError("num_speculative_tokens: the verify graph is greedy and returns tokens only "
+                                         "(no sampler, no logits): drop on_device_sampling and output_logits")
         if self.deltanet_kernel == "nkilib" and any(b % NKILIB_GDN_CHUNK for b in self.context_buckets):
             raise UnsupportedConfigError(f"deltanet_kernel 'nkilib' needs context buckets that are multiples of "
                                          f"{NKILIB_GDN_CHUNK}, got {self.context_buckets}")

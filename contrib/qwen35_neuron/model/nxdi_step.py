@@ -82,16 +82,20 @@ def nxdi_text_step(model: Qwen35TextModel, input_ids: torch.Tensor, attention_ma
                  inputs_embeds=inputs_embeds, attended=attended_slots(input_ids, attention_mask))
 
 
-def verify_step_from_nxdi(attention_mask: torch.Tensor, position_ids: torch.Tensor, width: int,
-                          capacity: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(cache_start, valid_len, rotary [3, B, K+1]) of a speculative verify call: slot 0 at
-    ``position_ids[:, 0]``; in a row whose mask has a one, every slot that fits the cache is real (the
-    host sends the drafts that fit); an all-zero row is idle and keeps its state."""
+def verify_step_from_nxdi(attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                          width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(cache_start, valid_len, rotary [3, B, K+1], attended slots) of a speculative verify call, in NxDI's
+    convention for its speculation graph: slot 0 at ``position_ids[:, 0]``; the attention mask covers the
+    cache before the K+1 slots, and NxDI's wrapper pads it to the first token-generation bucket wider than
+    mask + K+1 (or the largest, exactly as wide): the graph reads that many cache slots. A row whose mask
+    has a one takes part, every slot below the bucket real (the host sends the drafts that fit the cache);
+    an all-zero row is idle and keeps its state."""
     cache_start = position_ids[:, 0].to(torch.long)
+    attended = attention_mask.shape[1]
     active = (attention_mask.to(torch.long).sum(dim=1) > 0).to(torch.long)
-    valid_len = torch.clamp(capacity - cache_start, min=0, max=width) * active
+    valid_len = torch.clamp(attended - cache_start, min=0, max=width) * active
     rotary = (cache_start[:, None] + torch.arange(width, device=position_ids.device))[None].expand(3, -1, -1)
-    return cache_start, valid_len, rotary
+    return cache_start, valid_len, rotary, attended
 
 
 def nxdi_speculative_step(model: Qwen35TextModel, drafter: MtpDrafter, num_drafts: int, input_ids: torch.Tensor,
@@ -103,15 +107,16 @@ def nxdi_speculative_step(model: Qwen35TextModel, drafter: MtpDrafter, num_draft
 
     Returns (int32 tokens per row, then every new state buffer, the MTP head's K/V last). Tokens:
     CTE [first token, K drafts]; verify [K+1 greedy tokens, commit, K drafts] - the row's new tokens are
-    its first ``commit`` greedy ones, and its DeltaNet state is already committed there.
+    its first ``commit`` greedy ones, and its DeltaNet state is already committed there. The verify graph's
+    main-model attention reads its bucket's cache slots; the MTP head's one layer reads its whole cache
+    (its chain may write past the bucket).
     """
     rows = graph_rows(seq_ids, states[0].shape[0])
     width = num_drafts + 1
-    capacity = mtp_states[0].shape[2]
     if input_ids.shape[1] == width:  # static: the verify graph
-        cache_start, valid_len, rotary = verify_step_from_nxdi(attention_mask, position_ids, width, capacity)
+        cache_start, valid_len, rotary, attended = verify_step_from_nxdi(attention_mask, position_ids, width)
         logits, hidden, commit, new_states = model.speculative_step(input_ids, rotary, cache_start, valid_len, rows,
-                                                                    states)
+                                                                    states, attended)
         greedy = logits.argmax(dim=-1)
         drafts, new_mtp = drafter(greedy, hidden, cache_start, commit, torch.zeros_like(commit), rows, mtp_states,
                                   num_drafts)

@@ -81,14 +81,16 @@ class Qwen35TextModel(nn.Module):
         valid_len: torch.Tensor,
         seq_ids: torch.Tensor | None,
         states: list[torch.Tensor],
+        attended: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Verify K drafts per row: input_ids [B, K+1] = [last token, drafts] at cache positions
-        cache_start .. cache_start+K; valid_len [B] (1 + drafts sent, 0: idle row).
+        cache_start .. cache_start+K; valid_len [B] (1 + drafts sent, 0: idle row); attended: cache
+        slots attention reads (a token-generation bucket; None: all), above every real slot's position.
 
         Returns (logits [B, K+1, V], final normed hidden [B, K+1, H], commit [B] = 1 + accepted drafts,
         the full state buffers with each row's DeltaNet state after exactly its committed slots).
         """
-        step = StepInputs.build(cache_start, valid_len, input_ids.shape[1], speculative=True)
+        step = StepInputs.build(cache_start, valid_len, input_ids.shape[1], attended, speculative=True)
         rows = states if seq_ids is None else [s.index_select(0, seq_ids) for s in states]
         hidden, per_slot = self._layer_stack(input_ids, rotary_positions, step, rows, None)
         normed = self.norm(hidden)

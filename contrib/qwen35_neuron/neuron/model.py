@@ -293,6 +293,16 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
                           carry=lambda outputs: self._copy_past_key_values(outputs),
                           per_row_outputs=per_request_outputs(self.neuron_config))
 
+    def _copy_past_key_values(self, outputs) -> None:
+        """NxDI's CPU-mode copy-back (its graphs are separate eager modules there; a device shares the
+        aliased buffers): the returned state buffers into the context-encoding graph and the generation
+        graph NxDI built. NxDI's own writes its token-generation model, which it does not build when
+        compiled for speculation (its speculation model is our verify graph then)."""
+        new_states = outputs[per_request_outputs(self.neuron_config) + self._get_captured_tensors_offset():]
+        for wrapper in (self.context_encoding_model, self.get_generation_model()):
+            for param, new in zip(wrapper.model.kv_mgr.past_key_values, new_states):
+                param.data = new
+
     def get_compiler_args(self):
         """None keeps NxDI's per-graph defaults (they carry --lnc); custom args get --lnc added."""
         args = self.config.settings().compiler_args

@@ -30,25 +30,28 @@ class SpeculativeDirectResult:
 
 
 def _packed(outputs) -> torch.Tensor:
-    """Output 0 of our graphs, whichever field NxDI put it in."""
-    packed = getattr(outputs, "tokens", None)
-    if packed is None:
-        packed = outputs.logits
-    return packed.reshape(packed.shape[0], -1).to(torch.long)
+    """Output 0 of our graphs: NxDI's application hands it back as ``tokens`` (``_construct_output``; also as
+    ``logits``, since the model has no on-device sampler)."""
+    return outputs.tokens.reshape(outputs.tokens.shape[0], -1).to(torch.long)
 
 
-def verify_inputs(lengths: list[int], next_tokens: list[int], drafts: torch.Tensor,
-                  active: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask, position_ids) of one verify call: [last token, drafts] at the row's
-    cache positions; idle rows get an all-zero mask (their state stays)."""
+def verify_inputs(lengths: list[int], next_tokens: list[int], drafts: torch.Tensor, active: list[bool],
+                  max_length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids) of one verify call: [last token, drafts] at each row's
+    cache positions length .. length+K; the attention mask covers the cache before them, NxDI's convention
+    for its speculation graph (its wrapper picks the first bucket wider than mask + K+1 slots and refuses
+    one past ``max_length``). Near the end of the cache the mask is cut at ``max_length`` - (K+1) columns,
+    the widest NxDI takes: the bucket is then the whole cache, and our graph asks of a row's mask only
+    whether it has a one (it attends by cache position). Idle rows get an all-zero mask (their state stays)."""
     batch, width = len(lengths), drafts.shape[1] + 1
+    columns = min(max(lengths), max_length - width)
     input_ids = torch.zeros(batch, width, dtype=torch.int32)
-    mask = torch.zeros(batch, max(lengths) + width, dtype=torch.int32)
+    mask = torch.zeros(batch, columns, dtype=torch.int32)
     for row, (length, token, is_active) in enumerate(zip(lengths, next_tokens, active)):
         if is_active:
             input_ids[row, 0] = token
             input_ids[row, 1:] = drafts[row]
-            mask[row, : length + width] = 1
+            mask[row, : min(length, columns)] = 1
     positions = torch.tensor(lengths, dtype=torch.int32)[:, None] + torch.arange(width, dtype=torch.int32)
     return input_ids, mask, positions
 
@@ -75,7 +78,7 @@ def generate_speculative_direct(model, prompts: list[list[int]], max_new_tokens:
         active = [a and n < max_length for a, n in zip(active, lengths)]  # a full cache finishes the row
         if not any(active):
             return result
-        step_ids, step_mask, step_positions = verify_inputs(lengths, next_tokens, drafts, active)
+        step_ids, step_mask, step_positions = verify_inputs(lengths, next_tokens, drafts, active, max_length)
         start = clock()
         packed = _packed(model(input_ids=step_ids, attention_mask=step_mask, position_ids=step_positions,
                                seq_ids=seq_ids))
