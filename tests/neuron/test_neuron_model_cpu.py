@@ -17,7 +17,7 @@ from qwen35_neuron.checkpoint import expected_text_shapes, load_text_state_dict
 from qwen35_neuron.config.neuron_settings import NeuronSettings, preset
 from qwen35_neuron.model.ops import TORCH_OPS
 from qwen35_neuron.model.rotary import MultimodalRotary
-from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint, state_buffers
+from qwen35_neuron.neuron_layout.layout import neuron_checkpoint, state_buffers
 from qwen35_neuron.runtime.session import generate
 from tiny_models import PROMPTS, make_engine
 

@@ -1,7 +1,7 @@
 """Bytes one Neuron graph moves per rank: the TKG / CTE step counted op by op, on meta tensors.
 
 The graph is the Neuron layer's traced forward (``model.nxdi_step.nxdi_text_step``: NxDI's standard
-inputs and the VL inputs the wrapper adds, the aliased state buffers of ``parallel.nxd_layout``) run on
+inputs and the VL inputs the wrapper adds, the aliased state buffers of ``neuron_layout.layout``) run on
 a per-rank model built from the same ``model/`` modules. It differs from what ``neuron/model.py`` traces
 only where the SDK is needed (stated in :data:`STAND_IN`):
 
@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from ..config import TextConfig
+from ..config.tp_shapes import local_size
 from ..model.nxdi_step import nxdi_text_step
 from ..model.ops import ModelOps
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
-from ..parallel.nxd_layout import state_buffers
-from ..parallel.providers import local_size
+from ..neuron_layout.layout import state_buffers
 from .byte_counter import ByteCounter, CountResult, distinct_bytes
 
 STAND_IN = (

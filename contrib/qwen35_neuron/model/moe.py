@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig
-from ..parallel.providers import ParallelProvider, local_size
+from ..config.tp_shapes import local_size
+from ..parallel.providers import ParallelProvider
 from .ops import TORCH_OPS, ModelOps
 
 

@@ -3,7 +3,7 @@
 The only package that imports the Neuron SDK. Importing it without the SDK raises one ImportError
 that names every missing package and how to get it; the pure pieces it builds on (settings,
 checkpoint conversion, state layout) live in ``qwen35_neuron.config.neuron_settings`` and
-``qwen35_neuron.parallel.nxd_layout`` and work on any machine.
+``qwen35_neuron.neuron_layout`` and work on any machine.
 
 Typical use on a trn2 host::
 

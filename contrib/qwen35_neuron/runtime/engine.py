@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 
 from ..config import Backend, RunConfig, TextConfig
+from ..config.tp_shapes import check_tp_supported
 from ..errors import UnsupportedConfigError
 from ..model.ops import TORCH_OPS, ModelOps
 from ..model.rotary import MultimodalRotary
@@ -20,7 +21,6 @@ from ..model.state import state_specs, zero_states
 from ..model.text_model import Qwen35TextModel
 from ..parallel import DenseProvider, simulated_tp_group
 from ..parallel.conversion import convert_text_state_dict, rank_slice
-from ..parallel.sharding import check_tp_supported
 
 
 def ops_for_backend(backend: Backend) -> ModelOps:
