@@ -12,7 +12,8 @@ from nxdi_driver import build_application
 from qwen35_neuron.config import RunConfig
 from qwen35_neuron.runtime.loading import load_engine
 from qwen35_neuron.runtime.session import generate
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl
 from vl_cases import END, IMAGE, START, VISION_BUCKETS
 
 BUCKETS = (4, 8)
@@ -53,7 +54,7 @@ def test_long_prompt_beside_a_short_one_equals_the_cpu_runtime(fake_sdk_modules,
 def test_long_prompt_with_an_image_split_across_chunks_equals_the_cpu_vl_path(fake_sdk_modules, neuron_vl_dir,
                                                                              neuron_vl_images):
     import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+    from qwen35_neuron.neuron.vl_session import load_neuron_vl_session
 
     text = [11, 42, 7, 99, 3, 17, 64, 128, 31, 9]
     requests = [VLRequest(text + [START, IMAGE, END] + text + [START, IMAGE, END] + text[:5],

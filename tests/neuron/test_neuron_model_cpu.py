@@ -15,7 +15,7 @@ import torch
 from nxdi_driver import TINY, NxdiDriver, build
 from qwen35_neuron.checkpoint import expected_text_shapes, load_text_state_dict
 from qwen35_neuron.config.neuron_settings import NeuronSettings, preset
-from qwen35_neuron.model.ops import TORCH_OPS
+from qwen35_neuron.model.model_ops import TORCH_OPS
 from qwen35_neuron.model.rotary import MultimodalRotary
 from qwen35_neuron.neuron_layout.layout import neuron_checkpoint, state_buffers
 from qwen35_neuron.runtime.session import generate
@@ -193,7 +193,7 @@ def test_model_matches_its_checkpoint_at_tp(fake_sdk_modules, tmp_path, model, t
 
 
 class TwinKernels:
-    """Stand-in for ``kernels.ops.load_kernel``: each kernel is its twin; launches are recorded."""
+    """Stand-in for ``kernels.nki_ops.load_kernel``: each kernel is its twin; launches are recorded."""
 
     def __init__(self):
         from qwen35_neuron.model import attention_core, causal_conv, deltanet, gated_delta_rule as gdr
@@ -228,16 +228,16 @@ class TwinKernels:
 
 def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, checkpoint_dirs, monkeypatch):
     """deltanet/attention/MoE kernels 'ours': every hot op is launched as kernel[lnc](...) through
-    qwen35_neuron.kernels.ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
+    qwen35_neuron.kernels.nki_ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
     the tokens still equal the CPU runtime (the stand-in kernels are the twins)."""
-    import qwen35_neuron.kernels.ops as layouts
+    import qwen35_neuron.kernels.nki_ops as layouts
     import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.neuron import kernel_ops
+    from qwen35_neuron.neuron import device_ops
     from qwen35_neuron.neuron.generation import generate_direct
 
     kernels = TwinKernels()
     monkeypatch.setattr(layouts, "load_kernel", kernels)
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: True)
     _, module, _ = build(neuron, checkpoint_dirs["default"], deltanet_kernel="ours", attention_kernel="ours", lnc=2)
     driver = NxdiDriver(module, TINY["context_buckets"], TINY["max_length"])
     prompts = [list(p) for p in PROMPTS]
@@ -251,19 +251,19 @@ def test_our_kernels_run_through_the_kernels_layout_code(fake_sdk_modules, check
 
 
 def test_kernel_table_choices(fake_sdk_modules, config_35b, monkeypatch, caplog):
-    from qwen35_neuron.neuron import kernel_ops
+    from qwen35_neuron.neuron import device_ops
 
-    torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
+    torch_table = device_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
                                                        moe_kernel="torch"), config_35b.text)
-    assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: False)
-    with caplog.at_level(logging.WARNING, logger=kernel_ops.__name__):
-        table = kernel_ops.neuron_ops(NeuronSettings(), config_35b.text)
-    assert all(getattr(table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
+    assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in device_ops.OPS)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=device_ops.__name__):
+        table = device_ops.neuron_ops(NeuronSettings(), config_35b.text)
+    assert all(getattr(table, op) is getattr(TORCH_OPS, op) for op in device_ops.OPS)
     assert "the nki package of the Neuron SDK is not installed" in caplog.text and table.name == "neuron-lnc2"
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: True)
     wide = dataclasses.replace(config_35b.text, linear_key_head_dim=256, linear_value_head_dim=256)
-    table = kernel_ops.neuron_ops(NeuronSettings(), wide)
+    table = device_ops.neuron_ops(NeuronSettings(), wide)
     assert table.gdr_decode is TORCH_OPS.gdr_decode and table.attention is not TORCH_OPS.attention
 
 
@@ -283,7 +283,7 @@ def test_nkilib_prefill_adapter_layout(fake_sdk_modules):
     """gdn_cte works on [B*Hv, S, D] from zero state; the adapter's reshapes and GQA expansion must give
     the twin's result for fresh rows, and leave a row without real tokens unchanged."""
     from qwen35_neuron.model.gated_delta_rule import chunked_gated_delta_rule, recurrent_gated_delta_rule
-    from qwen35_neuron.neuron.kernel_ops import _nkilib_prefill
+    from qwen35_neuron.neuron.device_ops import _nkilib_prefill
 
     class GdnCte:  # gdn_cte's contract as read at nki-library e9ef98fc: zero initial state, output * scale
         def __getitem__(self, grid):
@@ -312,7 +312,7 @@ def test_nkilib_decode_adapter_layout(fake_sdk_modules):
     """gdn_tkg works on [B*Hv, D] rows with raw gates; the adapter's reshapes and GQA expansion must give
     the gated-decode twin's result."""
     from qwen35_neuron.model.deltanet import gated_decode
-    from qwen35_neuron.neuron.kernel_ops import _nkilib_decode
+    from qwen35_neuron.neuron.device_ops import _nkilib_decode
 
     class GdnTkg:  # gdn_tkg's contract per the 2.33 nki-library docs, built from the twin on single heads
         def __getitem__(self, grid):

@@ -14,7 +14,8 @@ import torch
 from nxdi_driver import TINY, NxdiDriver, build, build_application
 from qwen35_neuron.config.neuron_settings import NeuronSettings
 from qwen35_neuron.errors import InputError
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl
 from tiny_models import PROMPTS
 from vl_cases import CASES, MIXED, NEW_TOKENS, VISION_BUCKETS, cpu_run_config, request
 
@@ -25,7 +26,7 @@ LOGIT_TOL = 1e-4  # fp32 both sides; the static-shape MoE sums in another order 
 def neuron_vl(fake_sdk_modules, neuron_vl_dir):
     """make(**settings) -> (NeuronVLSession on a CPU-'loaded' application, its traced module)."""
     import qwen35_neuron.neuron as neuron
-    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+    from qwen35_neuron.neuron.vl_session import load_neuron_vl_session
 
     def make(**changes):
         app, module = build_application(neuron, neuron_vl_dir, **changes)

@@ -93,7 +93,7 @@ def test_fewer_prompts_than_rows_leave_other_rows_bit_identical(text_runs, refer
 def test_bucket_rule_is_nxdis_and_a_filled_bucket_runs_in_the_next(text_runs, reference, config, tp):
     buckets = probe(text_runs(config, tp), "buckets")
     assert buckets["wrapper_buckets"] == list(BUCKETS)
-    assert buckets["ours"] == buckets["nxdi"]  # runtime/buckets.py == ModelWrapper._get_seq_bucket, lengths 1..32
+    assert buckets["ours"] == buckets["nxdi"]  # decoding/buckets.py == ModelWrapper._get_seq_bucket, lengths 1..32
     fills = buckets["fills"]
     assert fills[8]["cte_lengths"] == [16]  # exactly fills bucket 8: NxDI takes 16
     assert fills[32]["cte_lengths"] == [32]  # the largest bucket takes its own length

@@ -23,7 +23,7 @@ from torch import nn
 from ..config import TextConfig
 from ..config.tp_shapes import local_size
 from ..parallel.providers import ParallelProvider
-from .ops import TORCH_OPS, ModelOps
+from .model_ops import TORCH_OPS, ModelOps
 
 
 class Router(nn.Module):

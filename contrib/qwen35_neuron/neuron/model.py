@@ -53,7 +53,7 @@ from ..neuron_layout.layout import neuron_checkpoint, state_buffers, tie_lm_head
 from ..neuron_layout.rank_files import write_rank_checkpoints
 from .chunked_prefill import chunk_rounds, run_rounds
 from .config import Qwen35MoeInferenceConfig
-from .kernel_ops import neuron_ops
+from .device_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
 from .vl_inputs import (
     NXDI_STANDARD_INPUTS,
@@ -260,7 +260,7 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
     """Compile-then-load application: ``Qwen35MoeForCausalLM(model_dir, config).compile(out)``, then
     ``Qwen35MoeForCausalLM(out).load(out)``; generate text through NxDI's HuggingFaceGenerationAdapter or
     :func:`qwen35_neuron.neuron.generation.generate_direct`, images through
-    :class:`qwen35_neuron.neuron.vl.NeuronVLSession` (``forward(..., llava_args=...)``)."""
+    :class:`qwen35_neuron.neuron.vl_session.NeuronVLSession` (``forward(..., llava_args=...)``)."""
 
     _model_cls = NeuronQwen35MoeModel
 
