@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 from qwen35_neuron.config import RunConfig
-from qwen35_neuron.runtime.buckets import plan_chunks
+from qwen35_neuron.decoding.buckets import plan_chunks
 from qwen35_neuron.runtime.loading import load_engine
 from qwen35_neuron.runtime.session import GenerationSession
 from qwen35_neuron.testing.tiny import build_tiny_checkpoint, tiny_config_dict

@@ -94,13 +94,13 @@ def worker(case: str, model_dir: str, out_dir: str) -> dict:
         _, engine = load_engine(model_dir, run)
         generate(engine, [[11, 42, 7, 99, 3]], 2, eos_token_ids=())  # prefill + one decode step
     elif case == "convert":
-        from qwen35_neuron.parallel.nxd_shards import write_rank_checkpoints
+        from qwen35_neuron.neuron_layout.rank_files import write_rank_checkpoints
 
         meter = PeakRss()
         write_rank_checkpoints(iter_text_tensors(model_dir, text, dtype=torch.bfloat16), expected_text_shapes(text),
                                text, TP, out_dir, dtype=torch.bfloat16)
     elif case == "get_state_dict":
-        from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint, tie_lm_head
+        from qwen35_neuron.neuron_layout.layout import neuron_checkpoint, tie_lm_head
 
         meter = PeakRss()
         state = tie_lm_head(dict(neuron_checkpoint(iter_text_tensors(model_dir, text, dtype=torch.bfloat16),

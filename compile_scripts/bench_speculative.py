@@ -20,7 +20,8 @@ import torch
 from qwen35_neuron.cli.options import POSITIVE, CliParser, finite_float, run_guarded
 from qwen35_neuron.config import RunConfig
 from qwen35_neuron.runtime.session import generate
-from qwen35_neuron.runtime.speculative import MAX_SPECULATIVE_TOKENS, generate_speculative, load_speculative_engine
+from qwen35_neuron.decoding.acceptance import MAX_SPECULATIVE_TOKENS
+from qwen35_neuron.runtime.speculative import generate_speculative, load_speculative_engine
 from qwen35_neuron.testing.drafting import build_drafting_checkpoint
 from qwen35_neuron.testing.tiny import tiny_config_dict
 

@@ -16,7 +16,7 @@ from qwen35_neuron.checkpoint import check_checkpoint, expected_mtp_shapes, expe
 from qwen35_neuron.cli.main import main
 from qwen35_neuron.config import load_model_config, parse_model_config
 from qwen35_neuron.errors import UnsupportedConfigError
-from qwen35_neuron.parallel.sharding import check_tp_supported
+from qwen35_neuron.config.tp_shapes import check_tp_supported
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.family_configs import DENSE_FAMILY
 from qwen35_neuron.testing.reference import hf_greedy

@@ -10,8 +10,8 @@ import torch
 
 from tiny_models import make_engine
 from qwen35_neuron.cli.main import main
+from qwen35_neuron.decoding.buckets import Chunk, plan_chunks, prefill_rounds
 from qwen35_neuron.errors import InputError
-from qwen35_neuron.runtime.buckets import Chunk, plan_chunks, prefill_rounds
 from qwen35_neuron.runtime.session import GenerationSession, generate
 from qwen35_neuron.testing.reference import hf_greedy
 

@@ -182,7 +182,7 @@ def test_manifest_agrees_with_the_fetched_sdk_sources(manifest):
     """Every NxDI / NxD symbol of the manifest exists in the fetched source with that kind, binding and
     keywords (the manifest was read by hand; this holds it to the source)."""
     from qwen35_neuron.analysis.manifest_source import check_against_source, fetched_package_roots
-    from qwen35_neuron.testing.sources import NXD, NXDI, missing_sources_line
+    from qwen35_neuron.sdk_sources import NXD, NXDI, missing_sources_line
 
     roots = fetched_package_roots()
     if roots is None:

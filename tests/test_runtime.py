@@ -163,7 +163,7 @@ def test_decode_at_the_fused_gate_boundary_equals_the_layer_path(tiny_dir):
     import dataclasses
 
     from qwen35_neuron.model.deltanet import gated_decode
-    from qwen35_neuron.model.ops import TORCH_OPS
+    from qwen35_neuron.model.model_ops import TORCH_OPS
 
     plain = generate(make_engine(tiny_dir), [list(p) for p in PROMPTS], NEW, eos_token_ids=())
     engine = make_engine(tiny_dir)
@@ -204,7 +204,7 @@ def test_a_row_without_tokens_keeps_its_state_even_at_position_zero(tiny_dir):
 def test_a_prompt_that_fills_a_bucket_takes_the_next_one_as_in_nxdi():
     """NxDI's ModelWrapper._get_seq_bucket (first fit) is strict except for the largest bucket; the real
     function is compared with ours for every length in tests/real_sdk."""
-    from qwen35_neuron.runtime.buckets import choose_bucket
+    from qwen35_neuron.decoding.buckets import choose_bucket
 
     buckets = (8, 16, 32)
     assert [choose_bucket(n, buckets) for n in (1, 7, 8, 15, 16, 31, 32)] == [8, 8, 16, 16, 32, 32, 32]

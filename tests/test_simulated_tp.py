@@ -8,7 +8,8 @@ import torch
 from tiny_models import PROMPTS, make_engine
 from qwen35_neuron.config import parse_model_config
 from qwen35_neuron.errors import UnsupportedConfigError
-from qwen35_neuron.parallel.sharding import check_tp_supported, shard_text_state_dict
+from qwen35_neuron.config.tp_shapes import check_tp_supported
+from qwen35_neuron.parallel.sharding import shard_text_state_dict
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.tiny import tiny_config_dict
 

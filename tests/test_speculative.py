@@ -87,7 +87,7 @@ def test_speculative_equals_plain_greedy_nki_sim(mtp_dirs):
     """The main model's DeltaNet and attention ops through the emulated NKI kernels, K = 1..3 (slow: one
     prompt, few tokens). The drafter runs the torch twins here: drafts only decide how many tokens a
     step yields, never which, and the emulated attention costs ~2 s a call."""
-    from qwen35_neuron.model.ops import TORCH_OPS
+    from qwen35_neuron.model.model_ops import TORCH_OPS
 
     spec = _spec(mtp_dirs["moe_drafting"], backend="nki-sim", batch_size=1)
     for drafter in spec.drafters:

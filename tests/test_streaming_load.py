@@ -15,8 +15,8 @@ from qwen35_neuron.checkpoint import iter_text_tensors, load_text_state_dict
 from qwen35_neuron.checkpoint.expected import expected_text_shapes
 from qwen35_neuron.config import RunConfig, load_model_config
 from qwen35_neuron.model.rotary import MultimodalRotary
-from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint, tie_lm_head
-from qwen35_neuron.parallel.nxd_shards import nxd_cut, nxd_split, rank_file_name, write_rank_checkpoints
+from qwen35_neuron.neuron_layout.layout import neuron_checkpoint, tie_lm_head
+from qwen35_neuron.neuron_layout.rank_files import nxd_cut, nxd_split, rank_file_name, write_rank_checkpoints
 from qwen35_neuron.runtime.engine import TextEngine
 from qwen35_neuron.runtime.loading import load_engine
 from qwen35_neuron.runtime.session import generate

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 main_python=${PYTHON:-python}
 export PYTHONPATH="$PWD/contrib${PYTHONPATH:+:$PYTHONPATH}"
 
-locate='from qwen35_neuron.testing.sources import NXD, NXDI, VLLM_NEURON, missing_sources, missing_sources_line, source_tree
+locate='from qwen35_neuron.sdk_sources import NXD, NXDI, VLLM_NEURON, missing_sources, missing_sources_line, source_tree
 import sys
 repos = [VLLM_NEURON, NXDI, NXD]
 if missing_sources(repos):

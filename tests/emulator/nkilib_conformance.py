@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "contrib"))
 
 from nkilib_harness import Case, EmulatorOrchestrator, collect, harness  # noqa: E402
-from qwen35_neuron.testing.sources import NKI_LIBRARY, missing_sources_line, source_tree  # noqa: E402
+from qwen35_neuron.sdk_sources import NKI_LIBRARY, missing_sources_line, source_tree  # noqa: E402
 
 GDN_TREE = "nki-library-gdn"  # GDN kernels of older nki-library commits, laid out like the tree
 

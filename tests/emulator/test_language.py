@@ -99,6 +99,6 @@ def test_ops_are_usable_as_isa_tokens_and_reduce_aliases():
 
 
 def test_every_operator_token_is_exported_by_nl():
-    from qwen35_neuron.kernels.nki_emulator.ops import ALL_OPS
+    from qwen35_neuron.kernels.nki_emulator.operators import ALL_OPS
     missing = [name for name, op in ALL_OPS.items() if getattr(nl, name, None) is not op]
     assert missing == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from kernel_helpers import rel_err
-from qwen35_neuron.kernels.ops import load_kernel
+from qwen35_neuron.kernels.nki_ops import load_kernel
 from qwen35_neuron.model.causal_conv import causal_conv1d
 
 

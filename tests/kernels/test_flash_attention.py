@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernel_helpers import rel_err
-from qwen35_neuron.kernels.ops import load_kernel
+from qwen35_neuron.kernels.nki_ops import load_kernel
 from qwen35_neuron.model.attention_core import causal_gqa_attention
 
 

@@ -7,7 +7,7 @@ import torch
 
 from kernel_helpers import gdn_inputs, rel_err
 from qwen35_neuron.kernels.gdn_fused_twin import fused_decode_reference
-from qwen35_neuron.kernels.ops import load_kernel
+from qwen35_neuron.kernels.nki_ops import load_kernel
 from qwen35_neuron.model.gated_delta_rule import recurrent_gated_delta_rule
 
 

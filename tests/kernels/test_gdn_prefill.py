@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernel_helpers import gdn_inputs, rel_err
-from qwen35_neuron.kernels.ops import load_kernel
+from qwen35_neuron.kernels.nki_ops import load_kernel
 from qwen35_neuron.model.gated_delta_rule import chunked_gated_delta_rule
 
 

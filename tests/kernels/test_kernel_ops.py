@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from kernel_helpers import gdn_inputs, rel_err
-from qwen35_neuron.kernels.ops import nki_sim_ops
-from qwen35_neuron.model.ops import TORCH_OPS
+from qwen35_neuron.kernels.nki_ops import nki_sim_ops
+from qwen35_neuron.model.model_ops import TORCH_OPS
 
 
 @pytest.fixture(scope="module")

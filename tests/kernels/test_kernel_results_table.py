@@ -9,7 +9,7 @@ import pytest
 
 from qwen35_neuron.analysis.byte_counter import ByteCounter
 from qwen35_neuron.analysis.graph_bytes import KERNEL_RESULTS, CountingRunner
-from qwen35_neuron.kernels.ops import EmulatorRunner, kernel_ops
+from qwen35_neuron.kernels.nki_ops import EmulatorRunner, kernel_ops
 
 
 @pytest.mark.parametrize("lnc", [1, 2])

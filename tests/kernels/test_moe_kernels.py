@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kernel_helpers import rel_err
-from qwen35_neuron.kernels.ops import EmulatorRunner, moe_decode_op, router_op
+from qwen35_neuron.kernels.nki_ops import EmulatorRunner, moe_decode_op, router_op
 from qwen35_neuron.model.router_logits import fp32_router_logits
 from qwen35_neuron.model.selected_experts import selected_experts
 

@@ -10,7 +10,7 @@ import torch
 from qwen35_neuron.checkpoint import load_text_state_dict
 from qwen35_neuron.cli.main import main
 from qwen35_neuron.config import RunConfig, load_model_config
-from qwen35_neuron.kernels.ops import nki_sim_ops
+from qwen35_neuron.kernels.nki_ops import nki_sim_ops
 from qwen35_neuron.runtime.engine import TextEngine
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.reference import hf_greedy

@@ -7,7 +7,7 @@ import torch
 
 from qwen35_neuron.checkpoint.expected import expected_text_shapes
 from qwen35_neuron.errors import UnsupportedConfigError
-from qwen35_neuron.parallel.nxd_layout import RANK_UTIL_KEY, neuron_checkpoint, nxd_moe_tensor, tie_lm_head
+from qwen35_neuron.neuron_layout.layout import RANK_UTIL_KEY, neuron_checkpoint, nxd_moe_tensor, tie_lm_head
 
 
 def meta_checkpoint(text):
@@ -88,7 +88,7 @@ def test_nxd_split_is_what_the_model_marks(fake_sdk_modules, tmp_path):
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.config.neuron_settings import preset
     from qwen35_neuron.neuron.model import NeuronQwen35MoeModel
-    from qwen35_neuron.parallel.nxd_shards import nxd_split
+    from qwen35_neuron.neuron_layout.rank_files import nxd_split
     from qwen35_neuron.testing.family_configs import QWEN35_35B
 
     fake_sdk_modules.TP[0] = 4
@@ -113,7 +113,7 @@ def test_shard_weights_streams_the_rank_files(fake_sdk_modules, tiny_dir, tmp_pa
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.config.neuron_settings import NeuronSettings
     from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
-    from qwen35_neuron.parallel.nxd_shards import nxd_cut, nxd_split
+    from qwen35_neuron.neuron_layout.rank_files import nxd_cut, nxd_split
     from nxdi_driver import TINY
 
     fake_sdk_modules.TP[0] = 2

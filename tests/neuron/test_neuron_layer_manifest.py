@@ -6,7 +6,7 @@ from pathlib import Path
 
 from qwen35_neuron.analysis.manifest_check import DEFAULT_ROOT, check_tree, load_manifest
 
-OURS = ("__init__.py", "config.py", "generation.py", "kernel_ops.py", "model.py", "nxd_moe.py", "provider.py")
+OURS = ("__init__.py", "config.py", "generation.py", "device_ops.py", "model.py", "nxd_moe.py", "provider.py")
 
 
 def test_neuron_layer_passes_the_manifest_check():

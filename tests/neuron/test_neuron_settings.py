@@ -19,7 +19,7 @@ from qwen35_neuron.config.neuron_settings import (
     text_from_attributes,
 )
 from qwen35_neuron.errors import UnsupportedConfigError
-from qwen35_neuron.parallel.sharding import check_tp_supported
+from qwen35_neuron.config.tp_shapes import check_tp_supported
 
 MOE_CONFIG = "neuronx_distributed_inference.models.config.MoENeuronConfig"
 

@@ -10,7 +10,7 @@ import torch
 from nxdi_driver import TINY, NxdiDriver, build
 from qwen35_neuron.config.neuron_settings import NeuronSettings
 from qwen35_neuron.errors import InputError, UnsupportedConfigError
-from qwen35_neuron.parallel.nxd_layout import state_buffers
+from qwen35_neuron.neuron_layout.layout import state_buffers
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.drafting import build_drafting_checkpoint
 from qwen35_neuron.testing.tiny import tiny_config_dict

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qwen35_neuron.parallel.nxd_layout import state_buffers
+from qwen35_neuron.neuron_layout.layout import state_buffers
 
 
 @pytest.mark.parametrize("tp, conv, heads", [(4, 2048, 8), (8, 1024, 4)])

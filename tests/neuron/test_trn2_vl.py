@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 
 from qwen35_neuron.config.neuron_settings import NeuronSettings
-from qwen35_neuron.vl import generate_vl, load_vl_session
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import generate_vl
 from vl_cases import CASES, MIXED, NEW_TOKENS, VISION_BUCKETS, cpu_run_config, request
 
 pytestmark = [pytest.mark.neuron, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -42,7 +43,7 @@ def compiled(neuron_vl_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def session(compiled):
-    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+    from qwen35_neuron.neuron.vl_session import load_neuron_vl_session
 
     model, vision_dir = compiled
     return load_neuron_vl_session(model, vision_compiled=vision_dir)

@@ -30,8 +30,9 @@ from qwen35_neuron.vision.compiled import (
     vision_config_hash,
     weights_digest,
 )
+from qwen35_neuron.runtime.vl_session import load_vl_session
 from qwen35_neuron.vision.preprocess import ImageProcessorConfig
-from qwen35_neuron.vl import generate_vl, load_vl_session
+from qwen35_neuron.vl import generate_vl
 from qwen35_neuron.vl.vision_runner import load_vision_tower
 from nv_helpers import BUCKETS, NEW_TOKENS, TINY_VISION, jit_tracer, relative_error, request, run_config, seeded_tower
 

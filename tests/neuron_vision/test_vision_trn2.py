@@ -14,8 +14,9 @@ torch_neuronx = pytest.importorskip("torch_neuronx")
 
 from qwen35_neuron.config import VisionConfig  # noqa: E402
 from qwen35_neuron.neuron import vision_encoder  # noqa: E402
+from qwen35_neuron.runtime.vl_session import load_vl_session  # noqa: E402
 from qwen35_neuron.vision.compiled import mixed_pack, read_manifest, real_rows  # noqa: E402
-from qwen35_neuron.vl import generate_vl, load_vl_session  # noqa: E402
+from qwen35_neuron.vl import generate_vl  # noqa: E402
 from nv_helpers import BUCKETS, NEW_TOKENS, TINY_VISION, relative_error, run_config, seeded_tower  # noqa: E402
 from nv_helpers import request as vl_request  # noqa: E402
 

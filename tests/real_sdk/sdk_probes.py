@@ -105,8 +105,8 @@ def idle_rows(app) -> dict:
 def buckets(app) -> dict:
     """NxDI's own bucket choice (``ModelWrapper._get_seq_bucket``) beside ours, and what the prompts that
     exactly fill a bucket ran at."""
+    from qwen35_neuron.decoding.buckets import choose_bucket
     from qwen35_neuron.neuron.generation import generate_direct
-    from qwen35_neuron.runtime.buckets import choose_bucket
 
     wrapper = app.context_encoding_model
     lengths = range(1, max(BUCKETS) + 1)

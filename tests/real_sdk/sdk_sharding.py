@@ -24,7 +24,7 @@ def rank_files_job(model_dir: str, tp: int) -> dict:
     from neuronx_distributed.trace.trace import get_sharded_checkpoint
     from safetensors.torch import load_file
 
-    from qwen35_neuron.parallel.nxd_shards import rank_file_name
+    from qwen35_neuron.neuron_layout.rank_files import rank_file_name
 
     results = {}
     for backend in BACKENDS:

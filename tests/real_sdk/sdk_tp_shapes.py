@@ -38,7 +38,7 @@ def checkpoint_shapes(cases: list[tuple[str, int]]) -> dict:
     from neuronx_distributed.trace.trace import get_sharded_checkpoint
     from qwen35_neuron.checkpoint import expected_text_shapes
     from qwen35_neuron.config.neuron_settings import preset
-    from qwen35_neuron.parallel.nxd_layout import neuron_checkpoint
+    from qwen35_neuron.neuron_layout.layout import neuron_checkpoint
     from qwen35_neuron.testing import family_configs
 
     import qwen35_neuron.neuron as neuron

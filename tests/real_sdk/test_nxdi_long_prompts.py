@@ -14,7 +14,8 @@ import torch
 from qwen35_neuron.config import RunConfig
 from qwen35_neuron.runtime.loading import load_engine
 from qwen35_neuron.runtime.session import generate
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl
 from sdk_cases import CONFIGS, LONG, LONG_BUCKETS, MIXED, reference_key
 from test_nxdi_text import probe
 from vl_cases import END, IMAGE, START, VISION_BUCKETS
@@ -88,7 +89,7 @@ def graph_calls(app) -> list[tuple[int, int, int]]:
 
 def test_long_prompt_with_an_image_split_across_chunks_equals_the_cpu_vl_path(application, neuron_vl_dir,
                                                                              neuron_vl_images):
-    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+    from qwen35_neuron.neuron.vl_session import load_neuron_vl_session
 
     text = [11, 42, 7, 99, 3, 17, 64, 128, 31, 9]
     requests = [VLRequest(text + [START, IMAGE, END] + text + [START, IMAGE, END] + text[:5],

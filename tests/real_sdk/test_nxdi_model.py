@@ -17,7 +17,7 @@ import torch
 from qwen35_neuron.checkpoint import load_text_state_dict
 from qwen35_neuron.config import parse_model_config
 from qwen35_neuron.config.neuron_settings import NeuronSettings, neuron_config_kwargs
-from qwen35_neuron.model.ops import TORCH_OPS
+from qwen35_neuron.model.model_ops import TORCH_OPS
 from qwen35_neuron.model.rotary import MultimodalRotary
 from qwen35_neuron.runtime.session import generate
 from qwen35_neuron.testing.family_configs import QWEN35_35B
@@ -179,11 +179,11 @@ class TwinKernels:
 
 def test_our_kernels_run_through_the_kernels_layout_code(application, checkpoint_dirs, monkeypatch):
     """deltanet/attention/MoE kernels 'ours': every hot op is launched as kernel[lnc](...) through
-    qwen35_neuron.kernels.ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
+    qwen35_neuron.kernels.nki_ops' layout code (padding head_dim 32 and 64 conv channels to 128), and
     the tokens still equal the CPU runtime (the launched kernels are the twins). Two compiled rows: NxDI
     runs every decode step at the compiled width, and the chosen-experts decode (expert_decode) serves
     steps with fewer routed pairs (2 rows x top-2) than experts (8)."""
-    import qwen35_neuron.kernels.ops as layouts
+    import qwen35_neuron.kernels.nki_ops as layouts
     from qwen35_neuron.neuron import kernel_ops
     from qwen35_neuron.neuron.generation import generate_direct
 
@@ -232,7 +232,7 @@ def test_nkilib_prefill_adapter_layout(nxdi):
     """gdn_cte works on [B*Hv, S, D] from zero state; the adapter's reshapes and GQA expansion must give
     the twin's result for fresh rows, and leave a row without real tokens unchanged."""
     from qwen35_neuron.model.gated_delta_rule import chunked_gated_delta_rule, recurrent_gated_delta_rule
-    from qwen35_neuron.neuron.kernel_ops import _nkilib_prefill
+    from qwen35_neuron.neuron.device_ops import _nkilib_prefill
 
     class GdnCte:  # gdn_cte's contract as read at nki-library e9ef98fc: zero initial state, output * scale
         def __getitem__(self, grid):
@@ -261,7 +261,7 @@ def test_nkilib_decode_adapter_layout(nxdi):
     """gdn_tkg works on [B*Hv, D] rows with raw gates; the adapter's reshapes and GQA expansion must give
     the gated-decode twin's result."""
     from qwen35_neuron.model.deltanet import gated_decode
-    from qwen35_neuron.neuron.kernel_ops import _nkilib_decode
+    from qwen35_neuron.neuron.device_ops import _nkilib_decode
 
     class GdnTkg:  # gdn_tkg's contract per the 2.33 nki-library docs, built from the twin on single heads
         def __getitem__(self, grid):

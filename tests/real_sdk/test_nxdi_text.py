@@ -94,7 +94,7 @@ def test_fewer_prompts_than_rows_leave_other_rows_bit_identical(text_runs, refer
 def test_bucket_rule_is_nxdis_and_a_filled_bucket_runs_in_the_next(text_runs, reference, config, tp):
     buckets = probe(text_runs(config, tp), "buckets")
     assert buckets["wrapper_buckets"] == list(BUCKETS)
-    assert buckets["ours"] == buckets["nxdi"]  # runtime/buckets.py == ModelWrapper._get_seq_bucket, lengths 1..32
+    assert buckets["ours"] == buckets["nxdi"]  # decoding/buckets.py == ModelWrapper._get_seq_bucket, lengths 1..32
     fills = buckets["fills"]
     assert fills[8]["cte_lengths"] == [16]  # exactly fills bucket 8: NxDI takes 16
     assert fills[32]["cte_lengths"] == [32]  # the largest bucket takes its own length
@@ -118,7 +118,7 @@ def test_every_bucket_instance_aliases_each_state_buffer_once(text_runs, checkpo
     covers every state buffer (KV, conv, recurrent) exactly once, at the outputs after the logits, with
     this rank's shapes."""
     from qwen35_neuron.config import load_model_config
-    from qwen35_neuron.parallel.nxd_layout import state_buffers
+    from qwen35_neuron.neuron_layout.layout import state_buffers
 
     instances = probe(text_runs(config, tp), "instances")
     layout = state_buffers(load_model_config(checkpoint_dirs[config]).text, 4, 64, torch.float32, tp)

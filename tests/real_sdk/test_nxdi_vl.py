@@ -13,7 +13,8 @@ import torch
 
 from qwen35_neuron.config.neuron_settings import NeuronSettings
 from qwen35_neuron.errors import InputError
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl
 from sdk_cases import settings_kwargs
 from sdk_harness import CallLog, graphs
 from tiny_models import PROMPTS
@@ -27,7 +28,7 @@ LOGIT_TOL = 1e-4  # fp32 both sides; the static-shape MoE sums in another order 
 @pytest.fixture
 def neuron_vl(application, neuron_vl_dir):
     """make(**settings) -> (NeuronVLSession on the application NxDI's to_cpu() loaded, its graph calls)."""
-    from qwen35_neuron.neuron.vl import load_neuron_vl_session
+    from qwen35_neuron.neuron.vl_session import load_neuron_vl_session
 
     def make(**changes):
         app = application(neuron_vl_dir, **changes)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from qwen35_neuron.config import load_model_config
+from qwen35_neuron.runtime.vl_session import load_vl_session
 from qwen35_neuron.testing.images import write_random_images
 from qwen35_neuron.testing.reference import hf_greedy
-from qwen35_neuron.config import load_model_config
 from qwen35_neuron.testing.tokenizer import write_tiny_tokenizer
 from qwen35_neuron.vision.preprocess import preprocess_images
-from qwen35_neuron.vl import load_vl_session, processor_for_vision, write_preprocessor_config
+from qwen35_neuron.vl import processor_for_vision, write_preprocessor_config
 from vl_helpers import EOS, IMAGE, IMAGE_SIZES, NEW_TOKENS, PIXEL_LIMITS, request, run_config
 
 

@@ -9,7 +9,8 @@ import torch
 
 from qwen35_neuron.config import load_model_config
 from qwen35_neuron.errors import InputError
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session, tower_runner
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl, tower_runner
 from qwen35_neuron.vl.vision_runner import load_vision_tower
 from vl_helpers import IMAGE, NEW_TOKENS, request, run_config
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from qwen35_neuron.config import load_model_config
-from qwen35_neuron.vl import VLRequest, generate_vl, load_vl_session, per_bucket_runner
+from qwen35_neuron.runtime.vl_session import load_vl_session
+from qwen35_neuron.vl import VLRequest, generate_vl, per_bucket_runner
 from qwen35_neuron.vl.vision_runner import load_vision_tower
 from vl_helpers import CASES, END, IMAGE, LOGIT_TOL, NEW_TOKENS, START, max_logit_diff, request, run_config
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qwen35_neuron.runtime.buckets import plan_chunks
+from qwen35_neuron.decoding.buckets import plan_chunks
 from qwen35_neuron.testing.reference import hf_greedy
 from qwen35_neuron.vision.preprocess import preprocess_images
 from qwen35_neuron.vl import VLRequest, generate_vl

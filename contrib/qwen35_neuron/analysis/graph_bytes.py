@@ -1,16 +1,16 @@
 """Bytes one Neuron graph moves per rank: the TKG / CTE step counted op by op, on meta tensors.
 
 The graph is the Neuron layer's traced forward (``model.nxdi_step.nxdi_text_step``: NxDI's standard
-inputs and the VL inputs the wrapper adds, the aliased state buffers of ``parallel.nxd_layout``) run on
+inputs and the VL inputs the wrapper adds, the aliased state buffers of ``neuron_layout.layout``) run on
 a per-rank model built from the same ``model/`` modules. It differs from what ``neuron/model.py`` traces
 only where the SDK is needed (stated in :data:`STAND_IN`):
 
 - NxD's parallel layers are plain per-rank modules of the same shapes (column: out/R rows, row: in/R
   columns then an all-reduce, embedding: H/R columns then an all-gather, LM head: V/R rows then an
   all-gather of the logits); a collective is one op that reads its input and writes its result;
-- every hot op is an NKI kernel, as ``neuron.kernel_ops.neuron_ops`` resolves them with the default
+- every hot op is an NKI kernel, as ``neuron.device_ops.neuron_ops`` resolves them with the default
   settings (our DeltaNet, attention, conv, router and decode-expert kernels, LNC 2): the layout code
-  of ``kernels.ops`` runs, and the launch is one op that reads its operands (the decode-expert kernel:
+  of ``kernels.nki_ops`` runs, and the launch is one op that reads its operands (the decode-expert kernel:
   the chosen experts' rows; the router kernel: its weights once per working program) and writes its
   results (:class:`CountingRunner`);
 - the global bf16 cast and the fp32 restore of NxDI's model instance are applied the same way.
@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from ..config import TextConfig
+from ..config.tp_shapes import local_size
 from ..model.nxdi_step import nxdi_text_step
-from ..model.ops import ModelOps
+from ..model.model_ops import ModelOps
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
-from ..parallel.nxd_layout import state_buffers
-from ..parallel.providers import local_size
+from ..neuron_layout.layout import state_buffers
 from .byte_counter import ByteCounter, CountResult, distinct_bytes
 
 STAND_IN = (
@@ -159,7 +159,7 @@ KERNEL_READS: dict[str, Callable[..., list[tuple[torch.Tensor, int]]]] = {
 
 
 class CountingRunner:
-    """A kernel runner for ``kernels.ops.kernel_ops``: each launch is recorded as one op."""
+    """A kernel runner for ``kernels.nki_ops.kernel_ops``: each launch is recorded as one op."""
 
     def __init__(self, counter: ByteCounter, lnc: int = 2) -> None:
         self.counter, self.lnc = counter, lnc
@@ -175,7 +175,7 @@ class CountingRunner:
 
 def neuron_kernel_table(run: Callable, dtype: torch.dtype) -> ModelOps:
     """The ops table ``neuron_ops`` builds with the default settings (every hot op our kernel)."""
-    from ..kernels.ops import kernel_ops  # the layout code only: no kernel module is imported
+    from ..kernels.nki_ops import kernel_ops  # the layout code only: no kernel module is imported
 
     prefill = "gdn_prefill_bf16" if dtype == torch.bfloat16 else "gdn_prefill"
     return replace(kernel_ops(run, prefill), name="neuron-counted")

@@ -384,7 +384,7 @@ def check_tree(root: str | Path | None = None, manifest: Manifest | None = None)
 def main(argv: list[str] | None = None) -> int:
     """``python -m qwen35_neuron.analysis.manifest_check [ROOT] [--manifest PATH]``; exit 1 on findings.
 
-    Where the NxDI and NxD sources were fetched (``qwen35_neuron.testing.sources``) the manifest itself is
+    Where the NxDI and NxD sources were fetched (``qwen35_neuron.sdk_sources``) the manifest itself is
     checked against them too (:mod:`.manifest_source`); otherwise one line says it was taken as read.
     """
     from .manifest_source import check_against_source, fetched_package_roots

@@ -284,9 +284,9 @@ def _kind_matches(spec: SymbolSpec, node: ast.AST) -> bool:
 
 
 def fetched_package_roots(root: str | Path | None = None) -> dict[str, Path] | None:
-    """The NxDI and NxD packages of the fetched sources (``qwen35_neuron.testing.sources``), or None
+    """The NxDI and NxD packages of the fetched sources (``qwen35_neuron.sdk_sources``), or None
     when either tree is absent."""
-    from ..testing.sources import NXD, NXDI, source_tree
+    from ..sdk_sources import NXD, NXDI, source_tree
 
     trees = {"neuronx_distributed_inference": source_tree(NXDI, root), "neuronx_distributed": source_tree(NXD, root)}
     if any(tree is None for tree in trees.values()):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import TextConfig, VisionConfig
-from ..parallel.sharding import check_tp_supported, head_shard
+from ..config.tp_shapes import check_tp_supported, head_shard
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ from ..runtime.benchmark import (
     measure,
     write_benchmark_report,
 )
+from ..decoding.rows import check_capacity, check_prompt
 from ..runtime.loading import load_engine
-from ..runtime.session import check_capacity, check_prompt, generate
+from ..runtime.session import generate
 from . import neuron_app
 from .options import SEED, add_run_options, check_run_against_model, run_config_from_args
 from .progress import Progress, add_progress_options

@@ -19,8 +19,8 @@ from ..checkpoint.integrity import scan_values, value_error
 from ..checkpoint.reader import CheckpointReader
 from ..config import ModelConfig, load_model_config
 from ..config.neuron_settings import INSTANCE_OF_PRESET, NeuronSettings, neuron_config_kwargs
+from ..config.tp_shapes import check_tp_supported
 from ..errors import InputError, UnsupportedConfigError
-from ..parallel.sharding import check_tp_supported
 from .neuron_app import import_neuron_layer
 from .neuron_options import add_neuron_settings_options, settings_from_args, with_flag_names
 from .progress import Progress, add_progress_options

@@ -5,6 +5,10 @@ with our runtime and with ``Qwen3_5MoeForConditionalGeneration.generate``, and p
 lists, whether they match, the largest logit difference and the time each took: a text case and an
 image case (prompts with one and two images through our vision tower and VL orchestrator). Exit 0
 only when every row's tokens match in every case run.
+
+The reference side (tiny checkpoints, transformers' Qwen3.5 classes) comes from the test helpers,
+``qwen35_neuron.testing``, imported inside the functions of the reference run only: loading the CLI
+(``qwen35-neuron generate``, ``inspect``, ...) never loads them (``tests/test_layers.py`` holds it).
 """
 
 from __future__ import annotations
@@ -20,11 +24,9 @@ from ..config import RunConfig, load_model_config, parse_model_config
 from ..errors import InputError
 from ..runtime.loading import load_engine
 from ..runtime.session import generate
-from ..testing.images import write_random_images
-from ..testing.reference import hf_greedy, quiet_transformers
-from ..testing.tiny import build_tiny_checkpoint, load_hf_reference, tiny_config_dict
+from ..runtime.vl_session import load_vl_session
 from ..vision.preprocess import preprocess_images
-from ..vl import VLRequest, generate_vl, load_vl_session, processor_for_vision, write_preprocessor_config
+from ..vl import VLRequest, generate_vl, processor_for_vision, write_preprocessor_config
 from .options import MAX_TP, SEED, check_run_against_model, int_range, run_config_from_args
 
 NAME = "demo"
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.head_dim % 8:
         raise InputError(f"--head-dim {args.head_dim} must be a multiple of 8 (a quarter of the head rotates in "
                          "pairs)")
+    from ..testing.reference import quiet_transformers
+    from ..testing.tiny import build_tiny_checkpoint, load_hf_reference, tiny_config_dict
+
     quiet_transformers()
     defaults = argparse.Namespace(buckets=(16, 32), max_seq_len=64, dtype="float32", moe="eager")
     run_config: RunConfig = run_config_from_args(argparse.Namespace(**vars(defaults), **vars(args)),
@@ -79,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _text_case(directory: str, run_config: RunConfig, reference) -> bool:
+    from ..testing.reference import hf_greedy
+
     config, engine = load_engine(directory, run_config)
     eos = config.text.eos_token_ids
     start = time.perf_counter()
@@ -104,6 +111,8 @@ def _text_case(directory: str, run_config: RunConfig, reference) -> bool:
 
 def _image_case(directory: str, run_config: RunConfig, reference) -> bool:
     """Prompts with one and two images (batched together), each row against transformers alone."""
+    from ..testing.reference import hf_greedy
+
     config = load_model_config(directory)
     write_preprocessor_config(directory, processor_for_vision(config.vision, *DEMO_PIXEL_LIMITS))
     paths = _demo_images(directory)
@@ -144,5 +153,7 @@ def _max_logit_diff(ours: list[torch.Tensor], hf_logits: torch.Tensor) -> float:
 
 def _demo_images(directory: str) -> list[str]:
     """Seeded random RGB images written as PNG files (the CLI path reads files)."""
+    from ..testing.images import write_random_images
+
     sizes = {f"demo-image-{i}": size for i, size in enumerate(DEMO_IMAGE_SIZES)}
     return list(write_random_images(directory, sizes, seed=0).values())

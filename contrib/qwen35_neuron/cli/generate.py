@@ -21,14 +21,17 @@ import dataclasses
 import json
 
 from ..config import ModelConfig, RunConfig, load_model_config
+from ..decoding.rows import GenerationResult, check_prompt
 from ..errors import InputError
 from ..runtime.benchmark import PhaseTimer
 from ..runtime.loading import load_engine
 from ..runtime.sampling import SamplingParams
-from ..runtime.session import GenerationResult, check_prompt, generate
-from ..runtime.speculative import check_num_drafts, generate_speculative, load_speculative_engine
+from ..runtime.session import generate
+from ..decoding.acceptance import check_num_drafts
+from ..runtime.speculative import generate_speculative, load_speculative_engine
+from ..runtime.vl_session import load_vl_session
 from ..vision.preprocess import load_image_processor_config
-from ..vl import VLRequest, assign_images_in_order, count_placeholders, generate_vl, load_vl_session
+from ..vl import VLRequest, assign_images_in_order, count_placeholders, generate_vl
 from . import neuron_app
 from .options import (
     POSITIVE,

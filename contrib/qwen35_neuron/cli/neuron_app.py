@@ -72,7 +72,7 @@ def generate_images(model: Any, requests: list, max_new_tokens: int, eos: tuple[
                     vision_compiled: str | None = None, min_pixels: int | None = None,
                     max_pixels: int | None = None):
     """Greedy VL generation on the compiled text model: (tokens per prompt, timing, the session)."""
-    from ..neuron.vl import load_neuron_vl_session
+    from ..neuron.vl_session import load_neuron_vl_session
     from ..vl import generate_vl
 
     session = load_neuron_vl_session(model, vision_compiled=vision_compiled)
@@ -98,7 +98,8 @@ def cpu_reference(model: Any, prompts: list[list[int]], max_new_tokens: int, eos
 
 def cpu_vl_reference(session: Any, requests: list, max_new_tokens: int, eos: tuple[int, ...]) -> list[list[int]]:
     """The CPU VL path's greedy tokens for the same requests, buckets and image processing."""
-    from ..vl import generate_vl, load_vl_session
+    from ..runtime.vl_session import load_vl_session
+    from ..vl import generate_vl
 
     run = dataclasses.replace(session.run, batch_size=len(requests))
     _, reference = load_vl_session(checkpoint_dir(session.model), run, processor=session.processor)

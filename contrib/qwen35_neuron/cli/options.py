@@ -202,7 +202,7 @@ def run_config_from_args(args: argparse.Namespace, batch_size: int) -> RunConfig
 
 def check_run_against_model(run: RunConfig, text: TextConfig) -> None:
     """Checks that need the model's config.json (before any weight is read)."""
-    from ..parallel.sharding import check_tp_supported
+    from ..config.tp_shapes import check_tp_supported
 
     if run.max_seq_len > text.max_position_embeddings:
         raise InputError(f"--max-seq-len {run.max_seq_len} is beyond the model's max_position_embeddings "

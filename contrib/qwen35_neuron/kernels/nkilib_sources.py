@@ -13,19 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
+from ..sdk_sources import NKI_LIBRARY, missing_sources_line, source_tree
+
 GDN_TREE = "nki-library-gdn"
 
 
 def nkilib_trees() -> Tuple[Optional[Path], List[Path]]:
     """(nki-library tree or None, trees of older commits laid out like it)."""
-    from ..testing.sources import NKI_LIBRARY, source_tree  # leaf module: paths only
     gdn = source_tree(GDN_TREE)
     return source_tree(NKI_LIBRARY), [gdn] if gdn else []
 
 
 def missing_line(what: str) -> Optional[str]:
     """One line saying why nki-library kernels are unavailable, or None when they are present."""
-    from ..testing.sources import NKI_LIBRARY, missing_sources_line
     lib, extra = nkilib_trees()
     if lib is not None and extra:
         return None

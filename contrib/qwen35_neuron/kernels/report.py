@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .nkilib_sources import load_nkilib, missing_line
-from .ops import load_kernel
+from .nki_ops import load_kernel
 
 # Qwen3.5-35B-A3B: 16 key / 32 value DeltaNet heads of 128, conv kernel 4; attention 16 query
 # heads and 2 KV heads of 256 (KV replicated when TP > 2).

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from ..config import TextConfig
+from ..config.tp_shapes import head_shard
 from ..parallel.providers import ParallelProvider
-from ..parallel.sharding import head_shard
 from .norms import OffsetRMSNorm
-from .ops import ModelOps
+from .model_ops import ModelOps
 from .rotary import apply_partial_rotary
 from .step import StepInputs
 

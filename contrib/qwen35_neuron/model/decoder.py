@@ -13,7 +13,7 @@ from .deltanet import GatedDeltaNet
 from .mlp import DenseMlp
 from .moe import SparseMoe
 from .norms import OffsetRMSNorm
-from .ops import ModelOps
+from .model_ops import ModelOps
 from .step import StepInputs
 
 

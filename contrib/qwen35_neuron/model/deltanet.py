@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig
+from ..config.tp_shapes import head_shard
 from ..parallel.providers import ParallelProvider
-from ..parallel.sharding import head_shard
 from .gated_delta_rule import recurrent_gated_delta_rule
 from .norms import GatedRMSNorm, gated_rms_norm
-from .ops import ModelOps
+from .model_ops import ModelOps
 from .step import StepInputs
 
 

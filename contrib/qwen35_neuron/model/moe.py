@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig
-from ..parallel.providers import ParallelProvider, local_size
-from .ops import TORCH_OPS, ModelOps
+from ..config.tp_shapes import local_size
+from ..parallel.providers import ParallelProvider
+from .model_ops import TORCH_OPS, ModelOps
 
 
 class Router(nn.Module):

@@ -29,7 +29,7 @@ from ..config import FULL_ATTENTION, TextConfig
 from ..parallel.providers import ParallelProvider
 from .decoder import DecoderLayer
 from .norms import OffsetRMSNorm
-from .ops import ModelOps
+from .model_ops import ModelOps
 from .step import StepInputs
 
 

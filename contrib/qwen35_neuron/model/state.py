@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import LINEAR_ATTENTION, TextConfig
-from ..parallel.sharding import head_shard
+from ..config.tp_shapes import head_shard
 
 
 @dataclass(frozen=True)

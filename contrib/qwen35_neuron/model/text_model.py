@@ -17,7 +17,7 @@ from ..config import TextConfig
 from ..parallel.providers import ParallelProvider
 from .decoder import DecoderLayer
 from .norms import OffsetRMSNorm
-from .ops import TORCH_OPS, ModelOps
+from .model_ops import TORCH_OPS, ModelOps
 from .rotary import MultimodalRotary
 from .speculative import accepted_commit, commit_states
 from .step import StepInputs

@@ -3,12 +3,12 @@
 The only package that imports the Neuron SDK. Importing it without the SDK raises one ImportError
 that names every missing package and how to get it; the pure pieces it builds on (settings,
 checkpoint conversion, state layout) live in ``qwen35_neuron.config.neuron_settings`` and
-``qwen35_neuron.parallel.nxd_layout`` and work on any machine.
+``qwen35_neuron.neuron_layout`` and work on any machine.
 
 Typical use on a trn2 host::
 
-    from qwen35_neuron.neuron import Qwen35MoeForCausalLM, inference_config
     from qwen35_neuron.config.neuron_settings import preset
+    from qwen35_neuron.neuron import Qwen35MoeForCausalLM, inference_config
 
     config = inference_config("/models/Qwen3.5-35B-A3B", preset("trn2.3xlarge"))
     model = Qwen35MoeForCausalLM("/models/Qwen3.5-35B-A3B", config)
@@ -16,7 +16,7 @@ Typical use on a trn2 host::
     model = Qwen35MoeForCausalLM("/compiled/qwen35")
     model.load("/compiled/qwen35")
 
-Images: :class:`qwen35_neuron.neuron.vl.NeuronVLSession` (``load_neuron_vl_session(model, vision_compiled=...)``)
+Images: :class:`qwen35_neuron.neuron.vl_session.NeuronVLSession` (``load_neuron_vl_session(model, vision_compiled=...)``)
 with :func:`qwen35_neuron.vl.generate_vl`.
 """
 

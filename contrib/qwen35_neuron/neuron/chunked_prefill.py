@@ -8,7 +8,7 @@ DeltaNet layers start from the carried conv and recurrent state (a row restarts 
 so the same graphs serve the first chunk and every later one.
 
 So the application (``Qwen35MoeForCausalLM._get_model_outputs``) cuts a context encoding wider than
-the largest bucket into rounds (:func:`~qwen35_neuron.runtime.buckets.prefill_rounds` over each row's
+the largest bucket into rounds (:func:`~qwen35_neuron.decoding.buckets.prefill_rounds` over each row's
 real tokens, the CPU runtime's schedule): round k runs chunk k of every row that has one, with the
 row's own token ids, mask, absolute positions and VL inputs cut at the same slots, through NxDI's own
 routing, wrapper padding and (in CPU mode) state copy-back. A row whose prompt is done takes no part
@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..runtime.buckets import Chunk, chunk_window, prefill_rounds
+from ..decoding.buckets import Chunk, chunk_window, prefill_rounds
 from .vl_inputs import CTE_VL_SEQ_DIMS
 
 NXDI_PAD_POSITION = 1  # what NxDI's wrapper pads position ids with (our graphs read only slot 0)

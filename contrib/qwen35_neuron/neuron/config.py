@@ -27,8 +27,8 @@ from ..config.neuron_settings import (
     text_attributes,
     text_from_attributes,
 )
+from ..config.tp_shapes import check_tp_supported
 from ..errors import UnsupportedConfigError
-from ..parallel.sharding import check_tp_supported
 
 logger = logging.getLogger(__name__)
 

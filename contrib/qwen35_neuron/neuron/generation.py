@@ -4,7 +4,7 @@ NxDI's ``HuggingFaceGenerationAdapter`` can drive our model for text: every inpu
 (cache position, real-token count, rotary position) is derived from the standard ones it passes
 (``position_ids``, ``attention_mask``), see ``model.step_from_nxdi``; our wrapper adds the text values
 of the graphs' VL inputs. Images are another matter: the adapter cannot pass ``llava_args`` (image
-embeddings, mRoPE ids, rope deltas), so the VL path has its own loop (:mod:`qwen35_neuron.neuron.vl`).
+embeddings, mRoPE ids, rope deltas), so the VL path has its own loop (:mod:`qwen35_neuron.neuron.vl_session`).
 
 :func:`generate_direct` is that kind of loop for text: it calls the application's ``forward`` with
 explicit rows and masks, exactly as the CPU runtime's ``GenerationSession`` steps (greedy, EOS
@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 
 from ..config.neuron_settings import MAX_LENGTH_OPTION
+from ..decoding.rows import check_capacity
 from ..errors import InputError
-from ..runtime.session import check_capacity
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``NeuronQwen35MoeModel`` is the traced module (one graph per bucket, CTE and TKG). It holds the
 text model's modules under their canonical names, so the converted checkpoint loads by name, and
-one state buffer per :func:`~qwen35_neuron.parallel.nxd_layout.state_buffers` entry in the
+one state buffer per :func:`~qwen35_neuron.neuron_layout.layout.state_buffers` entry in the
 ``past_key_values`` ParameterList, shown to NxDI as ``kv_mgr.past_key_values``
 (:class:`HybridStateView`): NxDI's model instance then aliases buffer i to state output i in every
 graph (KV only for attention layers, conv and fp32 recurrent state only for DeltaNet layers; no
@@ -48,11 +48,11 @@ from ..model.mtp import MtpDrafter, MtpHead
 from ..model.nxdi_step import nxdi_speculative_step, nxdi_text_step, step_from_nxdi  # noqa: F401 (re-exported)
 from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
-from ..parallel.nxd_layout import neuron_checkpoint, state_buffers, tie_lm_head
-from ..parallel.nxd_shards import write_rank_checkpoints
+from ..neuron_layout.layout import neuron_checkpoint, state_buffers, tie_lm_head
+from ..neuron_layout.rank_files import write_rank_checkpoints
 from .chunked_prefill import chunk_rounds, run_rounds
 from .config import Qwen35MoeInferenceConfig
-from .kernel_ops import neuron_ops
+from .device_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
 from .vl_inputs import (
     NXDI_STANDARD_INPUTS,
@@ -256,7 +256,7 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
     """Compile-then-load application: ``Qwen35MoeForCausalLM(model_dir, config).compile(out)``, then
     ``Qwen35MoeForCausalLM(out).load(out)``; generate text through NxDI's HuggingFaceGenerationAdapter or
     :func:`qwen35_neuron.neuron.generation.generate_direct`, images through
-    :class:`qwen35_neuron.neuron.vl.NeuronVLSession` (``forward(..., llava_args=...)``)."""
+    :class:`qwen35_neuron.neuron.vl_session.NeuronVLSession` (``forward(..., llava_args=...)``)."""
 
     _model_cls = NeuronQwen35MoeModel
 

@@ -9,7 +9,7 @@ the gate is per token, the same on every rank) and both are reduced once.
 What this buys: NxD's selective-loading decode and blockwise prefill kernels for the experts. What
 it costs: NxD's router returns affinities in the activation dtype (ours keeps fp32 routing
 weights), and the fused TKG MoE kernel of ``MoE`` (``init_tkg_module``) is not used. The checkpoint
-layout it reads is produced by ``parallel.nxd_layout.neuron_checkpoint(..., moe_backend="nxd")``.
+layout it reads is produced by ``neuron_layout.layout.neuron_checkpoint(..., moe_backend="nxd")``.
 Not run on hardware.
 """
 

@@ -4,8 +4,8 @@ host loop around the CTE and verify graphs of :meth:`NeuronQwen35MoeModel.specul
 Each call returns packed int32 tokens (no logits cross to the host): CTE [first token, K drafts];
 verify [K+1 greedy tokens, commit, K drafts]. A row's new tokens after a verify call are its first
 ``commit`` greedy tokens; the graph has already committed the DeltaNet state and drafted the next K
-(same contract as the CPU runtime, :mod:`qwen35_neuron.runtime.speculative`, whose acceptance
-statistics and emission rule this loop shares). Greedy, text prompts.
+(same contract as the CPU runtime, :mod:`qwen35_neuron.runtime.speculative`; both share the acceptance
+statistics and emission rule of :mod:`qwen35_neuron.decoding.acceptance`). Greedy, text prompts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
-from ..runtime.speculative import AcceptanceStats, check_num_drafts, emit
+from ..decoding.acceptance import AcceptanceStats, check_num_drafts, emit
 from .generation import context_encode
 
 

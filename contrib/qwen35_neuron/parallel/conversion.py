@@ -17,7 +17,8 @@ from typing import Iterable, Iterator
 import torch
 
 from ..config import TextConfig
-from .sharding import check_tp_supported, shard_text_tensor, split_of
+from ..config.tp_shapes import check_tp_supported
+from .sharding import shard_text_tensor, split_of
 
 def partition_dim(name: str) -> int | None:
     """The dim along which tensor ``name`` is split across ranks, or None when replicated."""

@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..errors import UnsupportedConfigError
+from ..config.tp_shapes import local_size
 
 
 class ParallelProvider(Protocol):
@@ -35,14 +35,6 @@ class ParallelProvider(Protocol):
     def lm_head(self, hidden_size: int, vocab_size: int) -> nn.Module: ...
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
-
-
-def local_size(global_size: int, tp_degree: int, what: str) -> int:
-    """Per-rank share of a dimension split evenly across ranks."""
-    if global_size % tp_degree:
-        raise UnsupportedConfigError(f"{what} ({global_size}) is not divisible by tp_degree {tp_degree}: "
-                                     "choose a tp_degree that divides it")
-    return global_size // tp_degree
 
 
 class _ReducedLinear(nn.Linear):

@@ -13,19 +13,19 @@ from typing import Callable, Iterable, Iterator, Mapping
 import torch
 
 from ..config import Backend, RunConfig, TextConfig
+from ..config.tp_shapes import check_tp_supported
 from ..errors import UnsupportedConfigError
-from ..model.ops import TORCH_OPS, ModelOps
+from ..model.model_ops import TORCH_OPS, ModelOps
 from ..model.rotary import MultimodalRotary
 from ..model.state import state_specs, zero_states
 from ..model.text_model import Qwen35TextModel
 from ..parallel import DenseProvider, simulated_tp_group
 from ..parallel.conversion import convert_text_state_dict, rank_slice
-from ..parallel.sharding import check_tp_supported
 
 
 def ops_for_backend(backend: Backend) -> ModelOps:
     if backend == Backend.NKI_SIM:
-        from ..kernels.ops import nki_sim_ops  # lazy: the emulator is only needed for this backend
+        from ..kernels.nki_ops import nki_sim_ops  # lazy: the emulator is only needed for this backend
 
         return nki_sim_ops()
     return TORCH_OPS

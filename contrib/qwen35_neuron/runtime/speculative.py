@@ -13,39 +13,25 @@ past a row's committed length are invisible and get overwritten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..checkpoint.loader import iter_mtp_tensors
 from ..config import Backend, ModelConfig, RunConfig, TextConfig
+from ..decoding.buckets import choose_bucket
+from ..decoding.acceptance import AcceptanceStats, check_num_drafts, emit
+from ..decoding.rows import GenerationResult, RowState, check_generation, check_prompt, check_rows, decoding_rows
 from ..errors import InputError
 from ..model.mtp import MtpDrafter, MtpHead
 from ..model.state import mtp_state_specs, zero_states
 from ..parallel import DenseProvider
 from ..parallel.conversion import convert_text_tensor, rank_slice
 from ..parallel.providers import SimulatedTPProvider
-from .buckets import choose_bucket
 from .engine import TextEngine, _run_ranks
 from .loading import load_engine
-from .session import (
-    GenerationResult,
-    RowState,
-    check_generation,
-    check_prompt,
-    check_rows,
-    decoding_rows,
-    text_rotary_positions,
-)
-
-MAX_SPECULATIVE_TOKENS = 3
-
-
-def check_num_drafts(num_drafts: int) -> None:
-    if not 1 <= num_drafts <= MAX_SPECULATIVE_TOKENS:
-        raise InputError(f"--num-speculative-tokens must be in 1..{MAX_SPECULATIVE_TOKENS}, got {num_drafts}")
-
+from .session import text_rotary_positions
 
 class SpeculativeEngine:
     """A :class:`TextEngine` plus each rank's MTP drafter and the drafter's K/V buffers."""
@@ -122,42 +108,6 @@ def checked_mtp_state(model_dir: str | Path, text: TextConfig,
                       dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """The checkpoint's MTP tensors (names without ``mtp.``), which must be exactly one MTP layer's."""
     return {name[len("mtp."):]: tensor for name, tensor in iter_mtp_tensors(model_dir, text, dtype=dtype)}
-
-
-@dataclass
-class AcceptanceStats:
-    """Per depth j (1..K): drafts verified and drafts accepted (with every earlier one)."""
-
-    num_drafts: int
-    verify_steps: int = 0  # (row, verify call) pairs
-    committed: int = 0  # tokens those calls committed (accepted drafts + 1 each)
-    proposed: list[int] = field(default_factory=list)
-    accepted: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.proposed = self.proposed or [0] * self.num_drafts
-        self.accepted = self.accepted or [0] * self.num_drafts
-
-    def record(self, drafts_sent: int, commit: int) -> None:
-        self.verify_steps += 1
-        self.committed += commit
-        for depth in range(drafts_sent):
-            self.proposed[depth] += 1
-            self.accepted[depth] += int(depth < commit - 1)
-
-    @property
-    def rate_by_depth(self) -> list[float | None]:
-        return [a / p if p else None for a, p in zip(self.accepted, self.proposed)]
-
-    @property
-    def tokens_per_step(self) -> float:
-        return self.committed / self.verify_steps if self.verify_steps else 0.0
-
-    def as_dict(self) -> dict:
-        return {"num_speculative_tokens": self.num_drafts, "verify_steps": self.verify_steps,
-                "tokens_per_step": round(self.tokens_per_step, 4),
-                "acceptance_by_depth": [None if r is None else round(r, 4) for r in self.rate_by_depth],
-                "accepted_by_depth": list(self.accepted), "proposed_by_depth": list(self.proposed)}
 
 
 class SpeculativeSession:
@@ -261,18 +211,3 @@ def generate_speculative(spec: SpeculativeEngine, prompts: list[list[int]], max_
             return result
         step_tokens = session.step()
         pending = [(step_tokens[row], list(session.last_logits[row, : len(step_tokens[row])])) for row in range(count)]
-
-
-def emit(out: list[int], tokens: list[int], eos: set[int], max_new_tokens: int, out_logits: list | None = None,
-         logits: list | None = None) -> bool:
-    """Append a step's new tokens to a row's output as plain decoding would emit them one by one: stop at
-    EOS (excluded) or at ``max_new_tokens``. Returns whether the row goes on."""
-    for i, token in enumerate(tokens):
-        if out_logits is not None:
-            out_logits.append(logits[i])
-        if token in eos:
-            return False
-        out.append(token)
-        if len(out) >= max_new_tokens:
-            return False
-    return True

@@ -1,12 +1,14 @@
-"""Vision-language orchestration on the CPU runtime: prompts with images in, tokens out.
+"""Vision-language host side, for any backend: prompts with images in, graph inputs and tokens out.
 
 Host side: :mod:`placeholders` (one placeholder per image, expanded to its token count),
 :mod:`request` (check and lay out a batch), :mod:`scatter` (host-built indices, static-shape
 merge of image embeddings), :mod:`processor_file` (write a preprocessor_config.json). Injection point for a backend's vision tower: :mod:`vision_runner`.
-Driver: :mod:`orchestrator` (:class:`VisionLanguageSession`, :func:`generate_vl`).
+Driver: :mod:`orchestrator` (:func:`generate_vl`, over a :class:`VLSession`). The sessions are the
+backends': ``qwen35_neuron.runtime.vl_session.VisionLanguageSession`` (CPU) and
+``qwen35_neuron.neuron.vl_session.NeuronVLSession`` (Neuron).
 """
 
-from .orchestrator import VisionLanguageSession, VLSession, generate_vl, load_vl_session, scatter_images
+from .orchestrator import VLSession, generate_vl, scatter_images
 from .placeholders import (
     IMAGE_PAD_TEXT,
     assign_images_in_order,
@@ -26,7 +28,6 @@ __all__ = [
     "ScatterPlan",
     "VLRequest",
     "VLSession",
-    "VisionLanguageSession",
     "VisionRunner",
     "assign_images_in_order",
     "build_scatter_plan",
@@ -36,7 +37,6 @@ __all__ = [
     "expand_placeholders",
     "generate_vl",
     "load_vision_tower",
-    "load_vl_session",
     "merge_image_embeddings",
     "per_bucket_runner",
     "prepare_batch",

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import dtypes as dt
-from . import ops as nlops
+from . import operators as nlops
 from . import rules
 from .operands import check_compute, read2d, record, require_tile
 from .tensor import NkiTensor

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import context
 from . import dtypes as dt
-from . import ops as nlops
+from . import operators as nlops
 from . import rules
 from .isa_scalar import reduce_cmd
 from .operands import (check_compute, check_same_layout, column_or_scalar, compute, read2d,

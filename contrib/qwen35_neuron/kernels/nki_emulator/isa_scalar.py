@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import context
-from . import ops as nlops
+from . import operators as nlops
 from . import rules
 from .operands import (check_compute, check_same_layout, column_or_scalar, compute, read2d,
                        record, require_tile, warn_act_range)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import dtypes as dt
-from . import ops as nlops
+from . import operators as nlops
 from . import rules
 from .operands import (all_int, check_compute, check_same_layout, column_or_scalar, compute,
                        engine, half_precision, in_sbuf, read2d, record, require_tile,

@@ -22,7 +22,7 @@ from .dtypes import (bfloat16, bool_, float4_e2m1fn_x4, float8_e4m3, float8_e4m3
                      tfloat32, uint8, uint16, uint32)
 from .memory import MemoryRegion, as_region
 from .operands import record
-from .ops import (abs, abs_max, abs_min, add, arctan, bitwise_and, bitwise_or, bitwise_xor,  # noqa: F401,A004
+from .operators import (abs, abs_max, abs_min, add, arctan, bitwise_and, bitwise_or, bitwise_xor,  # noqa: F401,A004
                   copy, cos, divide, equal, erf, exp, gelu, gelu_apprx_sigmoid, gelu_apprx_sigmoid_dx,
                   gelu_apprx_tanh, greater, greater_equal,
                   invert, left_shift, less, less_equal, log, logical_and, logical_not, logical_or,

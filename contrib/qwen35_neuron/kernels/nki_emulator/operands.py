@@ -125,7 +125,7 @@ def compute(fn: Any, *args: Any) -> np.ndarray:
 
 
 def warn_act_range(instr: str, op: Any, x: np.ndarray) -> None:
-    from .ops import out_of_act_range
+    from .operators import out_of_act_range
     n = out_of_act_range(op, x)
     if n:
         context.current().warn(f"{instr}: {n} input(s) of nl.{op.name} outside its documented "

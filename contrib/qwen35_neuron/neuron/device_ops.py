@@ -1,10 +1,10 @@
 """The ModelOps table of the Neuron graphs: our NKI kernels launched natively with ``kernel[lnc](...)``.
 
-The kernels package owns the torch-side layout of every kernel call (``qwen35_neuron.kernels.ops``:
+The kernels package owns the torch-side layout of every kernel call (``qwen35_neuron.kernels.nki_ops``:
 dtypes, int32 lengths, padding channels / head dims to the kernels' multiples of 128) behind a
 *runner*; the CPU emulator is one runner, :class:`NeuronRunner` - ``load_kernel(name)[lnc](*args)``
 on the XLA tensors of the traced graph - is the other. So the Neuron graphs run exactly the layout
-code the emulator tests cover. When the kernels package offers a ready ``neuron_ops(lnc)`` it wins.
+code the emulator tests cover.
 
 An op whose kernel cannot be had, or whose choice is ``"torch"``, runs its PyTorch twin and says
 so in one log line. ``deltanet_kernel="nkilib"`` uses nki-library's ``gdn_cte`` for prefill and
@@ -25,18 +25,15 @@ import torch
 
 from ..config import TextConfig
 from ..config.neuron_settings import NeuronSettings
+from ..kernels import nki_ops
 from ..model.gated_delta_rule import l2_normalize
-from ..model.ops import TORCH_OPS, ModelOps
+from ..model.model_ops import TORCH_OPS, ModelOps
 
 logger = logging.getLogger(__name__)
 
-KERNEL_OPS = "qwen35_neuron.kernels.ops"
 NKILIB_GDN = ("nkilib.experimental.gdn", "gdn_cte")
 NKILIB_GDN_TKG = ("nkilib.experimental.gdn", "gdn_tkg")
 OPS = ("gdr_prefill", "gdr_decode", "gdr_decode_gated", "attention", "causal_conv", "moe_decode", "router_logits")
-_LAYOUTS = {"gdr_prefill": "gdr_prefill_op", "gdr_decode": "gdr_decode_op",
-            "gdr_decode_gated": "gdr_decode_gated_op", "attention": "attention_op", "causal_conv": "conv_op",
-            "moe_decode": "moe_decode_op", "router_logits": "router_op"}
 
 
 class NeuronRunner:
@@ -51,7 +48,7 @@ class NeuronRunner:
 
 
 def _find(candidates: tuple[tuple[str, str], ...]) -> tuple[Callable | None, str]:
-    """The first importable kernel, or None and why none was."""
+    """The first importable kernel of an installed package (nki-library), or None and why none was."""
     reasons = []
     for module_name, function in candidates:
         try:
@@ -105,10 +102,7 @@ def _nkilib_decode(kernel: Callable, lnc: int) -> Callable:
 
 def neuron_ops(settings: NeuronSettings, text: TextConfig) -> ModelOps:
     """The ops table of one compiled model: kernel choices, LNC and dtype from ``settings``."""
-    ready, _ = _find(((KERNEL_OPS, "neuron_ops"),))
-    if ready is not None:
-        logger.info("qwen35_neuron: kernel table from %s.neuron_ops(%d)", KERNEL_OPS, settings.lnc)
-    table = ready(settings.lnc) if ready is not None else _our_table(settings)
+    table = _our_table(settings)
     ops = {name: _resolve(name, settings, text, table) for name in OPS}
     return replace(TORCH_OPS, name=f"neuron-lnc{settings.lnc}", **ops)
 
@@ -121,23 +115,16 @@ def _real_nki() -> bool:
 
 
 def _our_table(settings: NeuronSettings) -> dict[str, Callable | str]:
-    """Our kernels through the kernels package's layout code, or why not (a string) per op."""
-    load_kernel, why = _find(((KERNEL_OPS, "load_kernel"),))
-    if load_kernel is not None and not _real_nki():
-        load_kernel, why = None, "the nki package of the Neuron SDK is not installed"
-    if load_kernel is None:
-        return {name: why for name in OPS}
-    run = NeuronRunner(settings.lnc, load_kernel)
-    layouts = importlib.import_module(KERNEL_OPS)
+    """Our kernels through the kernels package's layout code (:mod:`qwen35_neuron.kernels.nki_ops`), or
+    why not (a string) per op."""
+    if not _real_nki():
+        return {name: "the nki package of the Neuron SDK is not installed" for name in OPS}
+    run = NeuronRunner(settings.lnc, nki_ops.load_kernel)
     prefill = "gdn_prefill_bf16" if settings.dtype == "bfloat16" else "gdn_prefill"
-    table: dict[str, Callable | str] = {}
-    for name, factory in _LAYOUTS.items():
-        make = getattr(layouts, factory, None)
-        if make is None:
-            table[name] = f"{KERNEL_OPS}.{factory} is missing"
-        else:
-            table[name] = make(run, prefill) if name == "gdr_prefill" else make(run)
-    return table
+    return {"gdr_prefill": nki_ops.gdr_prefill_op(run, prefill), "gdr_decode": nki_ops.gdr_decode_op(run),
+            "gdr_decode_gated": nki_ops.gdr_decode_gated_op(run), "attention": nki_ops.attention_op(run),
+            "causal_conv": nki_ops.conv_op(run), "moe_decode": nki_ops.moe_decode_op(run),
+            "router_logits": nki_ops.router_op(run)}
 
 
 def _resolve(name: str, settings: NeuronSettings, text: TextConfig, table) -> Callable:
@@ -162,7 +149,7 @@ def _resolve(name: str, settings: NeuronSettings, text: TextConfig, table) -> Ca
             return _nkilib_decode(kernel, settings.lnc)
         why = where if kernel is None else "it needs DeltaNet head dims <= 128"
         logger.warning("qwen35_neuron: nki-library's gdn_tkg cannot be used (%s); using ours", why)
-    op = table[name] if isinstance(table, dict) else getattr(table, name)
+    op = table[name]
     if name in ("gdr_prefill", "gdr_decode", "gdr_decode_gated") and not dims_ok:
         op = "our gated-delta-rule kernels take head dims up to 128"
     if isinstance(op, str) or op is None:

@@ -1,7 +1,7 @@
 """The NxD checkpoint and state layout of our Neuron model, as pure functions (no Neuron import).
 
 Checkpoint: the tensors NxD's sharder reads are our canonical names in rank-major layout
-(:mod:`.conversion`), plus the names NxD modules add: ``rank_util.rank`` (NxDI's ``SPMDRank``,
+(:mod:`qwen35_neuron.parallel.conversion`), plus the names NxD modules add: ``rank_util.rank`` (NxDI's ``SPMDRank``,
 ``arange(tp)``, cut one entry per rank) and, with the NxD MoE backend, NxD's expert layout:
 
 - ``mlp.gate.weight`` [E, H] -> ``mlp.router.linear_router.weight`` (replicated);
@@ -25,9 +25,9 @@ from typing import Iterable, Iterator
 import torch
 
 from ..config import TextConfig
+from ..config.tp_shapes import check_tp_supported
 from ..model.state import StateSpec, mtp_state_specs, state_specs
-from .conversion import convert_text_tensor
-from .sharding import check_tp_supported
+from ..parallel.conversion import convert_text_tensor
 
 RANK_UTIL_KEY = "rank_util.rank"
 STATE_PARAMETER_PREFIX = "past_key_values"

@@ -5,40 +5,40 @@ Two parts, kept apart on purpose:
   twins' arguments to the kernels' (dtypes, int32 lengths, channel / head-dim padding to the
   kernels' 128 multiples) and back. It is the same on a CPU and on Neuron.
 - a runner: how a kernel is launched. `EmulatorRunner` runs it in the CPU NKI emulator (the
-  `nki-sim` backend); on Neuron a runner calls `kernel[lnc](*args)` on XLA tensors instead.
+  `nki-sim` backend); on Neuron, `qwen35_neuron.neuron.device_ops.NeuronRunner` calls
+  `kernel[lnc](*args)` on XLA tensors instead.
 Kernel modules are imported lazily, after `ensure_nki()` has made `import nki` work.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..model.ops import ModelOps
+from ..model.model_ops import ModelOps
 from . import ensure_nki
 
-_KERNELS = {
-    "gdn_prefill": ("gdn_prefill", "gdn_prefill"),
-    "gdn_prefill_bf16": ("gdn_prefill", "gdn_prefill_bf16"),
-    "gdn_decode": ("gdn_decode", "gdn_decode"),
-    "gdn_decode_fused": ("gdn_decode", "gdn_decode_fused"),
-    "flash_attention_d256": ("flash_attention_d256", "flash_attention_d256"),
-    "causal_conv1d_cte": ("conv1d", "causal_conv1d_cte"),
-    "causal_conv1d_tkg": ("conv1d", "causal_conv1d_tkg"),
-    "expert_decode": ("expert_decode", "expert_decode"),
-    "router_logits": ("router_logits", "router_logits"),
-}
+KERNEL_NAMES = ("gdn_prefill", "gdn_prefill_bf16", "gdn_decode", "gdn_decode_fused", "flash_attention_d256",
+                "causal_conv1d_cte", "causal_conv1d_tkg", "expert_decode", "router_logits")
 
 
 def load_kernel(name: str) -> Any:
-    """The @nki.jit kernel called `name` (see _KERNELS), importing NKI or the emulator first."""
+    """The @nki.jit kernel called `name` (one of KERNEL_NAMES), importing NKI or the emulator first."""
+    if name not in KERNEL_NAMES:
+        raise KeyError(name)
     ensure_nki()
-    module, attr = _KERNELS[name]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+    # the kernel modules import nki at their top: only now can they load
+    from . import conv1d, expert_decode, flash_attention_d256, gdn_decode, gdn_prefill, router_logits
+
+    kernels = {"gdn_prefill": gdn_prefill.gdn_prefill, "gdn_prefill_bf16": gdn_prefill.gdn_prefill_bf16,
+               "gdn_decode": gdn_decode.gdn_decode, "gdn_decode_fused": gdn_decode.gdn_decode_fused,
+               "flash_attention_d256": flash_attention_d256.flash_attention_d256,
+               "causal_conv1d_cte": conv1d.causal_conv1d_cte, "causal_conv1d_tkg": conv1d.causal_conv1d_tkg,
+               "expert_decode": expert_decode.expert_decode, "router_logits": router_logits.router_logits}
+    return kernels[name]
 
 
 @dataclass
@@ -55,18 +55,6 @@ class EmulatorRunner:
         if self.record is not None:
             self.record.append((name, run))
         return outputs
-
-
-@dataclass
-class DirectRunner:
-    """Launches `kernel[lnc](*args)`: real NKI on Neuron (XLA tensors), or the emulator's own
-    `Kernel` when it is what `import nki` gives (no cost record)."""
-
-    lnc: int = 1
-
-    def __call__(self, name: str, *args: Any) -> Any:
-        kernel = load_kernel(name)
-        return kernel[self.lnc](*args) if self.lnc > 1 else kernel(*args)
 
 
 def _pad_last(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -29,8 +29,8 @@ import torch
 
 from ..config import ModelConfig, RunConfig, load_model_config
 from ..config.neuron_settings import MAX_LENGTH_OPTION
+from ..decoding.rows import RowState, advance_rows, check_prompt, check_rows, decoding_rows
 from ..errors import InputError, UnsupportedConfigError
-from ..runtime.session import RowState, advance_rows, check_prompt, check_rows, decoding_rows
 from ..vision.preprocess import ImageProcessorConfig, load_image_processor_config
 from ..vl import PreparedBatch, VisionRunner, VLRequest, load_vision_tower, prepare_batch, scatter_images, tower_runner
 from .generation import decode_mask, right_padded

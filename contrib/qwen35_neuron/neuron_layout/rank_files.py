@@ -9,7 +9,7 @@ values) - ``tests/real_sdk`` compares them with NxD's own ``get_sharded_checkpoi
 
 The cut of each checkpoint tensor follows the attributes NxD's layers give their parameters
 (:func:`nxd_split`): our rank-major tensors are cut contiguously along their partition dim (each
-piece is made directly by :func:`~.conversion.converted_pieces`, never the whole converted
+piece is made directly by :func:`~qwen35_neuron.parallel.conversion.converted_pieces`, never the whole converted
 tensor), the embedding along the hidden dim (``ParallelEmbedding(shard_across_embedding=True)``),
 NxD's expert ``gate_up_proj`` with stride 2, the SPMD rank tensors one entry per rank.
 """
@@ -26,9 +26,9 @@ import torch
 from ..checkpoint.memory import release_freed_memory
 from ..checkpoint.safetensors_file import SafetensorsWriter
 from ..config import TextConfig
-from .conversion import converted_pieces, partition_dim
-from .nxd_layout import RANK_UTIL_KEY, nxd_moe_tensor, spmd_rank_tensors
-from .sharding import check_tp_supported
+from ..config.tp_shapes import check_tp_supported
+from ..parallel.conversion import converted_pieces, partition_dim
+from .layout import RANK_UTIL_KEY, nxd_moe_tensor, spmd_rank_tensors
 
 Shape = tuple[int, ...]
 _SPMD_RANK = re.compile(r"(^|\.)spmd_rank\.rank$")
@@ -43,7 +43,7 @@ def rank_file_name(rank: int) -> str:
 
 def nxd_split(name: str) -> tuple[int, int] | None:
     """(partition dim, stride) with which NxD's sharder cuts checkpoint tensor ``name`` (a name of
-    :func:`~.nxd_layout.neuron_checkpoint`'s output); None when every rank gets all of it."""
+    :func:`~.layout.neuron_checkpoint`'s output); None when every rank gets all of it."""
     if name == "embed_tokens.weight":
         return 1, 1  # ParallelEmbedding(shard_across_embedding=True): each rank holds a slice of H
     if name == RANK_UTIL_KEY or _SPMD_RANK.search(name):
