@@ -184,12 +184,12 @@ def test_our_kernels_run_through_the_kernels_layout_code(application, checkpoint
     runs every decode step at the compiled width, and the chosen-experts decode (expert_decode) serves
     steps with fewer routed pairs (2 rows x top-2) than experts (8)."""
     import qwen35_neuron.kernels.nki_ops as layouts
-    from qwen35_neuron.neuron import kernel_ops
+    from qwen35_neuron.neuron import device_ops
     from qwen35_neuron.neuron.generation import generate_direct
 
     kernels = TwinKernels()
     monkeypatch.setattr(layouts, "load_kernel", kernels)
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: True)
     app = application(checkpoint_dirs["default"], deltanet_kernel="ours", attention_kernel="ours", moe_kernel="ours",
                       lnc=2, batch_size=2)
     prompts = [list(p) for p in PROMPTS[:2]]
@@ -203,19 +203,19 @@ def test_our_kernels_run_through_the_kernels_layout_code(application, checkpoint
 
 
 def test_kernel_table_choices(nxdi, config_35b, monkeypatch, caplog):
-    from qwen35_neuron.neuron import kernel_ops
+    from qwen35_neuron.neuron import device_ops
 
-    torch_table = kernel_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
+    torch_table = device_ops.neuron_ops(NeuronSettings(deltanet_kernel="torch", attention_kernel="torch",
                                                        moe_kernel="torch"), config_35b.text)
-    assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: False)
-    with caplog.at_level(logging.WARNING, logger=kernel_ops.__name__):
-        table = kernel_ops.neuron_ops(NeuronSettings(), config_35b.text)
-    assert all(getattr(table, op) is getattr(TORCH_OPS, op) for op in kernel_ops.OPS)
+    assert all(getattr(torch_table, op) is getattr(TORCH_OPS, op) for op in device_ops.OPS)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: False)
+    with caplog.at_level(logging.WARNING, logger=device_ops.__name__):
+        table = device_ops.neuron_ops(NeuronSettings(), config_35b.text)
+    assert all(getattr(table, op) is getattr(TORCH_OPS, op) for op in device_ops.OPS)
     assert "the nki package of the Neuron SDK is not installed" in caplog.text and table.name == "neuron-lnc2"
-    monkeypatch.setattr(kernel_ops, "_real_nki", lambda: True)
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: True)
     wide = dataclasses.replace(config_35b.text, linear_key_head_dim=256, linear_value_head_dim=256)
-    table = kernel_ops.neuron_ops(NeuronSettings(), wide)
+    table = device_ops.neuron_ops(NeuronSettings(), wide)
     assert table.gdr_decode is TORCH_OPS.gdr_decode and table.attention is not TORCH_OPS.attention
 
 
