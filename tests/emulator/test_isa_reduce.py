@@ -83,3 +83,22 @@ def test_tensor_partition_reduce(rng, program):
     assert last_record(program).engine == "GpSimd"
     with pytest.raises(NkiRuleError, match="engine-psum-access"):
         nisa.tensor_partition_reduce(dst, nl.add, tile(x, buffer=nl.psum))
+
+
+def test_bn_stats_then_bn_aggr_give_mean_and_population_variance(rng):
+    x = rng.standard_normal((4, 1000)).astype(np.float32)
+    stats = nl.ndarray((4, 12), nl.float32)
+    for i in range(2):
+        nisa.bn_stats(stats[:, 6 * i:6 * i + 6], tile(x[:, 500 * i:500 * i + 500]))
+    mv = nl.ndarray((4, 2), nl.float32)
+    nisa.bn_aggr(mv, stats)
+    np.testing.assert_allclose(val(mv)[:, 0], x.mean(axis=1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(val(mv)[:, 1], x.var(axis=1), rtol=1e-5)
+    s = val(stats)[:, :6]
+    np.testing.assert_allclose(s[:, [0, 3]], 250)  # even and odd element counts
+    np.testing.assert_allclose(s[:, 1], x[:, 0:500:2].mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_bn_stats_limit():
+    with pytest.raises(NkiRuleError, match="bn_stats_fmax"):
+        nisa.bn_stats(nl.ndarray((1, 6), nl.float32), tile(np.ones((1, 513))))

@@ -197,3 +197,29 @@ def test_transpose_limits_and_rules():
         nisa.nc_transpose(nl.ndarray((4, 8), nl.float32, buffer=nl.psum), tile(np.ones((4, 8))))
     with pytest.raises(NkiRuleError, match="buffer"):
         nisa.nc_transpose(nl.ndarray((4, 4), nl.float32), tile(np.ones((4, 4))), engine=nisa.engine.tensor)
+
+
+def test_matmul_double_row_fp8_splits_the_contraction_over_two_rows(rng, program):
+    """perf_mode=double_row (NKI docs): [1, 256] @ [256, 3] as stationary [128, 2, 1] and moving
+    [128, 2, 3] in FP8; one instruction, twice the FLOPs."""
+    a = rng.standard_normal((128, 2, 1)).astype(ml_dtypes.float8_e4m3)
+    b = rng.standard_normal((128, 2, 3)).astype(ml_dtypes.float8_e5m2)
+    dst = nl.ndarray((1, 3), nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst, tile(a, nl.float8_e4m3), tile(b, nl.float8_e5m2),
+                   perf_mode=nisa.matmul_perf_mode.double_row)
+    want = a.astype(np.float64).reshape(256, 1).T @ b.astype(np.float64).reshape(256, 3)
+    np.testing.assert_allclose(val(dst), want, rtol=1e-5)
+    assert last_record(program).flops == 2 * 256 * 3
+    with pytest.raises(NkiRuleError, match="float8"):
+        nisa.nc_matmul(dst, tile(a.astype(np.float32), nl.bfloat16), tile(b, nl.float8_e5m2),
+                       perf_mode=nisa.matmul_perf_mode.double_row)
+
+
+def test_matmul_tile_size_below_32_is_a_32_tile_with_a_warning(program):
+    dst = nl.ndarray((16, 4), nl.float32, buffer=nl.psum)
+    nisa.nc_matmul(dst, tile(np.eye(16)[:, :16]), tile(np.ones((16, 4))), tile_position=(32, 32),
+                   tile_size=(16, 16))
+    assert (val(dst) == 1).all()
+    assert any("not one of the documented" in w for w in program.launch.warnings)
+    with pytest.raises(NkiRuleError, match="multiple of 32"):
+        nisa.nc_matmul(dst, tile(np.eye(16)), tile(np.ones((16, 4))), tile_position=(16, 0), tile_size=(16, 16))

@@ -190,3 +190,11 @@ def test_start_partition_rule():
         nisa.tensor_copy(nl.ndarray((48, 4), nl.float32), t[32:80, :])
     nisa.tensor_copy(nl.ndarray((64, 4), nl.float32), t[64:128, :])  # allowed
     nisa.tensor_copy(nl.ndarray((16, 4), nl.float32), t[96:112, :])  # allowed
+
+
+def test_memset_zero_float_into_an_int_tile_is_zero_with_a_warning(program):
+    """0.0 is all-zero bits in every dtype; nki-library's cross_partition_copy memsets uint32 with it."""
+    idst = nl.ndarray((2, 2), nl.uint32)
+    nisa.memset(idst, 0.0)
+    assert (idst.numpy() == 0).all()
+    assert any("0.0 for a uint32 tile" in w for w in program.launch.warnings)

@@ -122,3 +122,22 @@ def test_bf16_numpy_arguments():
     x = np.arange(4, dtype=np.float32).reshape(2, 2).astype(ml_dtypes.bfloat16)
     out = scale_kernel(x, 2.0)
     assert out.dtype == ml_dtypes.bfloat16 and out.astype(np.float32).tolist() == [[0, 2], [4, 6]]
+
+
+def test_a_jitted_kernel_called_inside_a_kernel_runs_inline():
+    """nki-library's transformer_tkg calls its @nki.jit attention_block_tkg from inside itself."""
+    @nki.jit
+    def inner(t):
+        nisa.tensor_scalar(dst=t, data=t, op0=nl.add, operand0=1.0)
+        return t  # an SBUF tile: fine for a sub-call, not for a launch
+
+    @nki.jit
+    def outer(x):
+        out = nl.ndarray(x.shape, x.dtype, buffer=nl.shared_hbm)
+        t = nl.ndarray(x.shape, x.dtype)
+        nisa.dma_copy(dst=t, src=x)
+        nisa.dma_copy(dst=out, src=inner(t))
+        return out
+
+    np.testing.assert_array_equal(outer(np.zeros((2, 2), np.float32)), np.ones((2, 2)))
+    assert outer.last_run.counts["Vector"] == 1

@@ -102,3 +102,44 @@ def test_every_operator_token_is_exported_by_nl():
     from qwen35_neuron.kernels.nki_emulator.operators import ALL_OPS
     missing = [name for name, op in ALL_OPS.items() if getattr(nl, name, None) is not op]
     assert missing == []
+
+
+def test_nkiobject_dataclass_field_left_out_is_none():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Dims(nl.NKIObject):
+        a: int
+        b: int
+        c: int = 7
+
+    d = Dims(1, c=3)  # b left out, as nki-library's moe_tkg leaves out remainderIFused
+    assert (d.a, d.b, d.c) == (1, None, 3)
+    assert Dims(a=1, b=2).c == 7
+
+    @dataclass
+    class Section(nl.NKIObject):
+        idx = None  # no annotation: not a dataclass field (nki-library's SectionParams)
+
+    assert Section(idx=4).idx == 4
+    assert nl.NKIObject(x=1).x == 1
+
+
+def test_nc_version_is_ordered():
+    from qwen35_neuron.kernels.nki_emulator import isa as nisa
+    assert nisa.get_nc_version() >= nisa.nc_version.gen3 > nisa.nc_version.gen2
+
+
+def test_nkiobject_dataclass_with_its_own_init_is_called_as_written():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Params(nl.NKIObject):
+        x: int
+        derived: int
+
+        def __init__(self, x: int, scale: int = 2):
+            self.x, self.derived = x, x * scale
+
+    p = Params(3, scale=5)
+    assert (p.x, p.derived) == (3, 15)

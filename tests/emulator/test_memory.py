@@ -139,3 +139,17 @@ def test_string_buffer_and_bad_dtype_rejected():
         nl.ndarray((2, 2), np.float64)
     with pytest.raises(NkiRuleError, match="shape"):
         nl.ndarray((0, 2), nl.float32)
+
+
+def test_accumulate_none_starts_fresh_in_each_tensor_placed_at_one_bank(program):
+    """accumulate=None: the first matmul into a tensor overwrites, later ones add (NKI docs). The
+    compiler decides that per tensor, so a second tensor placed at the same bank as an earlier,
+    finished one starts fresh (attention_cte's per-group PSUM tiles at one bank rely on it)."""
+    ones = nl.ones((4, 4), nl.float32)
+    first = nl.ndarray((4, 4), nl.float32, buffer=nl.psum, address=(0, 2048))
+    second = nl.ndarray((4, 4), nl.float32, buffer=nl.psum, address=(0, 2048))
+    nisa.nc_matmul(first, ones, ones)
+    nisa.nc_matmul(first, ones, ones)  # adds: 8
+    assert (first.numpy() == 8.0).all()
+    nisa.nc_matmul(second, ones, ones)  # a new tensor: overwrites the shared bytes with 4
+    assert (second.numpy() == 4.0).all() and (first.numpy() == 4.0).all()

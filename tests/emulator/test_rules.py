@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 
+from qwen35_neuron.kernels.nki_emulator import collectives as ncc
 from qwen35_neuron.kernels.nki_emulator import NkiRuleError, fresh_program, isa as nisa, language as nl, run_kernel
 
 
@@ -45,6 +46,12 @@ def _two_program_mismatch():
     run_kernel(k, np.ones(1, np.float32), lnc=2)
 
 
+def _lone_sendrecv(x):
+    t = nl.zeros((1, 1), nl.float32)
+    if nl.program_id(0) == 0:
+        nisa.sendrecv(src=t, dst=t, send_to_rank=1, recv_from_rank=1, pipe_id=0)
+
+
 TRIGGERS = {
     "partition-dim": (lambda: nl.ndarray((256, 4), nl.float32), "256 > 128"),
     "shape": (lambda: nl.ndarray((4, 0), nl.float32), "sizes >= 1"),
@@ -69,6 +76,8 @@ TRIGGERS = {
                                                       tile_position=(0, 0), tile_size=(32, 32)), "M=64 > 32"),
     "matmul-moving-free": (lambda: nisa.nc_matmul(nl.ndarray((4, 600), nl.bfloat16, buffer=nl.psum),
                                                   _sb((4, 4)), _sb((4, 600))), "N=600 > 512"),
+    "matmul-double-row": (lambda: nisa.nc_matmul(_psum((4, 4)), _sb((4, 4), nl.float8_e4m3), _sb((4, 4), nl.float8_e4m3),
+                                                 perf_mode=nisa.matmul_perf_mode.double_row), "[K, 2, ...]"),
     "matmul-tiling": (lambda: nisa.nc_matmul(_psum(), _sb(), _sb(), tile_position=(0, 0)), "both"),
     "matmul-dst-shape": (lambda: nisa.nc_matmul(_psum((4, 2)), _sb(), _sb()), "[M=4, N=4]"),
     "matmul-dtype": (lambda: nisa.nc_matmul(_psum(), _sb(), _sb(dtype=nl.bfloat16)), "fp32/tf32"),
@@ -86,7 +95,7 @@ TRIGGERS = {
     "broadcast": (lambda: _sb().broadcast(1, 8), "must be 1"),
     "squeeze": (lambda: _sb().squeeze_dim(1), "must be 1"),
     "view": (lambda: _sb((4, 3))[:, 0:3:2].view(nl.bfloat16), "cannot view"),
-    "ap": (lambda: _sb().ap([[4, 4], [1, 8]]), "outside storage"),
+    "ap": (lambda: nisa.tensor_copy(_sb((4, 8)), _sb().ap([[4, 4], [1, 8]])), "outside storage"),
     "destination": (lambda: nisa.memset(_sb((4, 1)).broadcast(1, 3), 0.0), "read-only"),
     "engine": (lambda: nisa.tensor_copy(_sb(), _sb(), engine=nisa.engine.tensor), "not allowed"),
     "shuffle-mask": (lambda: nisa.nc_stream_shuffle(_sb(), _sb(), [0] * 8), "needs 32"),
@@ -97,7 +106,15 @@ TRIGGERS = {
                       "shared_hbm"),
     "spmd": (lambda: run_kernel(lambda x: None, np.ones(1, np.float32), lnc=0), ">= 1"),
     "argument": (lambda: run_kernel(lambda x: None, _FakeCudaTensor()), "CPU tensors"),
-    "not-emulated": (lambda: _sb().ap([[4, 4], [1, 4]], vector_offset=_sb((4, 1))), "not emulated"),
+    "lnc-sync": (lambda: run_kernel(_lone_sendrecv, np.ones(1, np.float32), lnc=2), "ended without"),
+    "lnc-rank": (lambda: nisa.sendrecv(_sb(), _sb(), send_to_rank=1, recv_from_rank=0, pipe_id=0), "0..0"),
+    "sendrecv-size": (lambda: nisa.sendrecv(_sb((4, 300)), _sb((4, 300)), send_to_rank=0, recv_from_rank=0,
+                                            pipe_id=0, dma_engine=nisa.dma_engine.gpsimd_dma), "1024 bytes"),
+    "not-emulated": (lambda: nisa.activation(_sb(), nl.exp, _sb(), reduce_op=nl.add,
+                                             reduce_cmd=nisa.reduce_cmd.load_reduce), "not emulated"),
+    "collective": (lambda: ncc.all_reduce([_sb()], [_sb()], ncc.ReplicaGroup([[3]]), nl.add), "exactly one subgroup"),
+    "register": (lambda: int(nisa.register_alloc()), "never written"),
+    "search-size": (lambda: nisa.max8(_sb((4, 8)), _sb((4, 4))), "8 to 16384"),
 }
 
 

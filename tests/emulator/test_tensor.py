@@ -95,8 +95,9 @@ def test_view_dtype_and_ap():
     hbm = tile(np.arange(12.0).reshape(3, 4), buffer=nl.shared_hbm)
     row = hbm.ap([[1, 4]], scalar_offset=2, indirect_dim=0)
     np.testing.assert_array_equal(val(row), [8.0, 9.0, 10.0, 11.0])
+    outside = hbm.ap([[4, 4]])  # a view is only a pattern: building it touches nothing ...
     with pytest.raises(NkiRuleError, match="outside storage"):
-        hbm.ap([[4, 4]])
+        nisa.dma_copy(nl.ndarray((1, 4), nl.float32), outside)  # ... an instruction using it fails
 
 
 def test_setitem_copies():
@@ -108,3 +109,14 @@ def test_setitem_copies():
     hbm = nl.ndarray((2, 3), nl.float32, buffer=nl.shared_hbm)
     hbm[...] = t
     np.testing.assert_array_equal(val(hbm), val(t))
+
+
+def test_an_empty_view_may_be_built_but_not_used():
+    """cross_entropy slices zero positions on an idle core and then never uses the view."""
+    t = nl.ndarray((4, 4), nl.float32, buffer=nl.shared_hbm)
+    empty = t[nl.ds(0, 0)]
+    assert empty.shape == (0, 4)
+    with pytest.raises(NkiRuleError, match="empty view"):
+        nisa.dma_copy(nl.ndarray((1, 4), nl.float32), empty)
+    with pytest.raises(NkiRuleError, match="out of bounds"):
+        t[5:6]

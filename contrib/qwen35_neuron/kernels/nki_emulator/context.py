@@ -1,13 +1,16 @@
 """The state of the program being emulated: SPMD ids, memory, recorder, engine registers.
 
-One `ProgramContext` per program of a launch (LNC=2 runs two, one after the other). They
-share a `LaunchState` so that `shared_hbm` outputs made by both programs map to one
-storage. Outside any kernel run a default context exists, so `nl.ndarray` and `nisa.*`
-also work at top level (handy in tests).
+One `ProgramContext` per program of a launch. An LNC=2 launch runs its two programs
+concurrently, one thread each (as the official simulator does), so that `nisa.sendrecv` and
+`nisa.core_barrier` can rendezvous; the current program is therefore per thread. The programs
+share a `LaunchState`: `shared_hbm` tensors made by both map to one storage, and the
+cross-core exchange (`lnc.CrossCore`) lives there. Outside any kernel run a default context
+exists, so `nl.ndarray` and `nisa.*` also work at top level (handy in tests).
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -24,8 +27,12 @@ class LaunchState:
 
     num_programs: int = 1
     grid_ndim: int = 0
+    rank: int = 0       # collective rank (logical NeuronCore) of a multi-rank launch
+    num_ranks: int = 1
     shared: Dict[object, Allocation] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `shared`
+    cross: Optional[object] = None  # isa_lnc.CrossCore of a concurrent launch (set by jit.launch)
 
 
 class ProgramContext:
@@ -35,6 +42,9 @@ class ProgramContext:
                  sbuf_budget: int = SBUF_BYTES_PER_PARTITION) -> None:
         self.program_id = program_id
         self.launch = launch or LaunchState()
+        # this program's index among all programs of all ranks (the cross-core meeting points)
+        self.slot = self.launch.rank * self.launch.num_programs + program_id
+        self.top_level = False  # fresh_program(): a context for top-level tests, not a launch
         self.recorder = Recorder(program_id)
         self.memory = MemoryTracker(sbuf_budget, clock=lambda: len(self.recorder.records),
                                     op_name=self._op_name)
@@ -63,25 +73,35 @@ class ProgramContext:
         self.launch.warnings.append(f"program {self.program_id}: {message}")
 
 
-_stack: List[ProgramContext] = []
-_default: Optional[ProgramContext] = None
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.stack: List[ProgramContext] = []
+        self.default: Optional[ProgramContext] = None
+
+
+_thread = _ThreadState()
 
 
 def current() -> ProgramContext:
-    """The running program, or the top-level default context."""
-    global _default
-    if _stack:
-        return _stack[-1]
-    if _default is None:
-        _default = ProgramContext()
-    return _default
+    """This thread's running program, or its top-level default context."""
+    stack = _thread.stack
+    if stack:
+        return stack[-1]
+    if _thread.default is None:
+        _thread.default = ProgramContext()
+    return _thread.default
+
+
+def in_program() -> bool:
+    """True while a kernel launch's program runs in this thread."""
+    return bool(_thread.stack) and not _thread.stack[-1].top_level
 
 
 @contextlib.contextmanager
 def running(ctx: ProgramContext) -> Iterator[ProgramContext]:
-    """Make `ctx` the current program for the duration of the block."""
-    _stack.append(ctx)
+    """Make `ctx` this thread's current program for the duration of the block."""
+    _thread.stack.append(ctx)
     try:
         yield ctx
     finally:
-        _stack.pop()
+        _thread.stack.pop()

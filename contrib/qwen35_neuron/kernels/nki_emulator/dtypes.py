@@ -118,7 +118,13 @@ def itemsize(dtype: np.dtype) -> int:
     return int(np.dtype(dtype).itemsize)
 
 
+_SHORT_NAMES: dict = {}
+
+
 def short_name(dtype: np.dtype) -> str:
-    """Readable dtype name for error messages."""
-    name = getattr(np.dtype(dtype), "name", str(dtype))
-    return "bool_" if name == "bool" else name
+    """Readable dtype name for error messages (cached: rule checks format it often)."""
+    cached = _SHORT_NAMES.get(dtype)
+    if cached is None:
+        name = getattr(np.dtype(dtype), "name", str(dtype))
+        cached = _SHORT_NAMES[dtype] = "bool_" if name == "bool" else name
+    return cached

@@ -14,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import Dict, Iterator, Optional
 
-_NAMES = ("nki", "nki.language", "nki.isa", "nki.isa.constants")
+_NAMES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing", "nki.dtype", "nki.collectives")
 
 
 def _is_emulator(mod: Optional[ModuleType]) -> bool:
@@ -38,9 +38,10 @@ def real_nki_available() -> bool:
 
 def emulator_modules() -> Dict[str, ModuleType]:
     """The emulator's modules under the names `import nki...` looks up."""
-    from . import isa, isa_constants, language
+    from . import collectives, dtypes, isa, isa_constants, language, typing_
     package = sys.modules[__package__]
-    return {"nki": package, "nki.language": language, "nki.isa": isa, "nki.isa.constants": isa_constants}
+    return {"nki": package, "nki.language": language, "nki.isa": isa, "nki.isa.constants": isa_constants,
+            "nki.typing": typing_, "nki.dtype": dtypes, "nki.collectives": collectives}
 
 
 def install_emulator() -> ModuleType:

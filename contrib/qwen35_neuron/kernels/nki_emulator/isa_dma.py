@@ -7,14 +7,14 @@ evict PSUM with `tensor_copy` first). Element counts must match; the shapes may 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import dtypes as dt
 from . import rules
 from .operands import engine, record, require_tile
-from .tensor import NkiTensor
+from .tensor import IndirectTensor, NkiTensor
 
 # Throughput of dma_transpose relative to a copy (nki-facts section 3, trainium2_arch.rst).
 DMA_TRANSPOSE_EFFICIENCY = {"hbm": 0.9, "sbuf": 0.5}
@@ -33,6 +33,9 @@ _DGE = dge_mode
 class oob_mode(Enum):  # noqa: N801 - NKI spelling
     error = 0
     skip = 1
+
+
+_OOB = oob_mode
 
 
 def contiguous_runs(view: np.ndarray) -> Tuple[int, int]:
@@ -72,6 +75,38 @@ def _convert(values: np.ndarray, src_dtype: np.dtype, dst_dtype: np.dtype) -> np
     return dt.round_to(np.asarray(values).astype(np.float32), dst_dtype)
 
 
+def _as_dge(instr: str, mode: Any) -> Any:
+    """A dge_mode given as its enum or as the enum's integer (nki-library passes 3 for none)."""
+    if mode is None or isinstance(mode, _DGE):
+        return mode
+    try:
+        return _DGE(int(mode))
+    except (TypeError, ValueError):
+        rules.fail("operand-type", f"{instr}: dge_mode must be a nisa.dge_mode value, got {mode!r}")
+        raise
+
+
+def _write_in_bounds(instr: str, dst: NkiTensor, src: NkiTensor, values: np.ndarray, mode: Any) -> None:
+    """dst = values, except for the rows of an indirect (vector_offset) operand whose index
+    falls outside its tensor: an error with oob_mode.error, left untouched with oob_mode.skip."""
+    masks = [(t, t.row_valid) for t in (src, dst) if isinstance(t, IndirectTensor)]
+    bad = [(t, m) for t, m in masks if not m.all()]
+    if not bad:
+        dst._write(values, instr)
+        return
+    if mode != _OOB.skip:
+        t, m = bad[0]
+        which = "src" if t is src else "dst"
+        rules.fail("index", f"{instr}: {int((~m).sum())} of the {m.size} vector_offset indices of {which} fall "
+                   "outside the tensor (pass oob_mode=nisa.oob_mode.skip to skip them)")
+    keep = np.ones(values.size, dtype=bool)
+    for t, m in bad:
+        keep &= np.repeat(m, t.size // m.size)
+    current = np.array(dst._read(instr)).reshape(-1)
+    current[keep] = np.asarray(values).reshape(-1)[keep]
+    dst._write(current, instr)
+
+
 def dma_copy(dst: NkiTensor, src: NkiTensor, priority: Any = None, oob_mode: Any = oob_mode.error,
              dge_mode: Any = dge_mode.unknown, engine: Any = engine.unknown,
              name: Optional[str] = None) -> None:
@@ -79,11 +114,12 @@ def dma_copy(dst: NkiTensor, src: NkiTensor, priority: Any = None, oob_mode: Any
     instr = "dma_copy"
     _check_dma_operands(instr, dst, src)
     rules.check_element_count(instr, dst.size, src.size)
+    dge_mode = _as_dge(instr, dge_mode)
     if dge_mode == _DGE.hwdge and dst.dtype != src.dtype:
         rules.fail("dtype", f"{instr}: hwdge DMA needs equal dtypes, got {dt.short_name(src.dtype)} "
                    f"-> {dt.short_name(dst.dtype)}")
     values = _convert(src._read(instr), src.dtype, dst.dtype)
-    dst._write(values, instr)
+    _write_in_bounds(instr, dst, src, values, oob_mode)
     nbytes = max(src.size * src.dtype.itemsize, dst.size * dst.dtype.itemsize)
     desc = max(contiguous_runs(src._view)[0], contiguous_runs(dst._view)[0])
     record("DMA", "dma_copy", dst, [src], free_elems=dst.size, nbytes=nbytes, descriptors=desc,
@@ -117,7 +153,11 @@ def dma_transpose(dst: NkiTensor, src: NkiTensor, axes: Any = None, priority: An
         rules.fail("dma-transpose", f"{instr}: dst shape {dst.shape} must equal the transposed "
                    f"src shape {want} (NKI >= 0.4)")
     rules.check_dtype_equal(instr, "src", dt.short_name(src.dtype), "dst", dt.short_name(dst.dtype))
-    if dge_mode not in (None, _DGE.unknown, _DGE.hwdge):
+    dge_mode = _as_dge(instr, dge_mode)
+    # The docs call unknown and hwdge the only valid modes of a plain transpose; nki-library's
+    # own moe_tkg (mlp_tkg_gate_up_projection) passes none (3, static DMA) there, so none is
+    # accepted too. swdge means the indirect gather-transpose, which is not emulated.
+    if dge_mode not in (None, _DGE.unknown, _DGE.hwdge, _DGE.none):
         rules.fail("dma-transpose", f"{instr}: dge_mode {dge_mode.name} invalid; use unknown or hwdge")
     if dge_mode == _DGE.hwdge:
         if src.dtype.itemsize != 2 or src.shape[0] != 16 or src.shape[-1] % 128:
@@ -129,3 +169,37 @@ def dma_transpose(dst: NkiTensor, src: NkiTensor, axes: Any = None, priority: An
     record("DMA", "dma_transpose", dst, [src], free_elems=dst.size,
            nbytes=src.size * src.dtype.itemsize, descriptors=dst.shape[0], dma_efficiency=eff,
            hbm_bytes=_hbm_bytes(dst, src))
+
+
+DMA_COMPUTE_MAX_SOURCES = 16
+
+
+def dma_compute(dst: NkiTensor, srcs: Sequence[NkiTensor], reduce_op: Any, scales: Any = None,
+                unique_indices: bool = True, oob_mode: Any = oob_mode.error, name: Optional[str] = None) -> None:
+    """dst = srcs[0] + srcs[1] + ... computed in fp32 by the DMA engines (NKI docs: reduce_op
+    nl.add only, every scale 1.0). With an indirect (vector_offset) dst or src this is the
+    documented scatter / gather read-modify-write."""
+    instr = "dma_compute"
+    srcs = list(srcs)
+    if not 1 <= len(srcs) <= DMA_COMPUTE_MAX_SOURCES:
+        rules.fail("operand-type", f"{instr}: {len(srcs)} sources; 1 to {DMA_COMPUTE_MAX_SOURCES} allowed")
+    if getattr(reduce_op, "name", None) != "add":
+        rules.fail("operator", f"{instr}: reduce_op must be nl.add, got {reduce_op!r}")
+    if scales is not None and any(float(v) != 1.0 for v in scales):
+        rules.fail("operand-type", f"{instr}: every scale must be 1.0, got {list(scales)}")
+    if not unique_indices:
+        rules.fail("not-emulated", f"{instr}: unique_indices=False (not supported by NKI either)")
+    for i, src in enumerate(srcs):
+        _check_dma_operands(instr, dst, src)
+        rules.check_element_count(f"{instr} srcs[{i}]", dst.size, src.size)
+    total = np.zeros(dst.size, dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for src in srcs:
+            total += np.asarray(src._read(instr), dtype=np.float32).reshape(-1)
+    values = dt.round_to(total, dst.dtype).reshape(dst.shape)
+    indirect = [s for s in srcs if isinstance(s, IndirectTensor)]
+    _write_in_bounds(instr, dst, indirect[0] if indirect else srcs[0], values, oob_mode)
+    nbytes = sum(s.size * s.dtype.itemsize for s in srcs) + dst.size * dst.dtype.itemsize
+    hbm = sum(t.size * t.dtype.itemsize for t in [dst, *srcs] if t.buffer.is_hbm)
+    record("DMA", "dma_compute", dst, srcs, free_elems=dst.size, nbytes=nbytes,
+           descriptors=max(contiguous_runs(t._view)[0] for t in [dst, *srcs]), hbm_bytes=hbm)

@@ -144,3 +144,52 @@ def tensor_partition_reduce(dst: NkiTensor, op: Any, data: NkiTensor, name: Opti
     rules.check_same_free(instr, "data", data.free_size, dst=dst.free_size)
     dst._write(compute(lambda: _reduce(rop, x, 0)).reshape(1, -1), instr)
     record("GpSimd", f"tensor_partition_reduce.{rop.name}", dst, [data], free_elems=data.free_size)
+
+
+BN_STATS_FMAX = 512  # nl.tile_size.bn_stats_fmax
+
+
+def bn_stats(dst: NkiTensor, data: NkiTensor, name: Optional[str] = None) -> None:
+    """dst[p, :6] = (count, mean, variance*count) of the even then of the odd elements of
+    partition p (fp32; at most 512 elements per partition)."""
+    instr = "bn_stats"
+    require_tile(instr, "dst", dst)
+    require_tile(instr, "data", data)
+    check_compute(instr, dst=dst, data=data)
+    rules.check_same_partitions(instr, "data", data.partitions, dst=dst.partitions)
+    if data.free_size > BN_STATS_FMAX:
+        rules.fail("shape-mismatch", f"{instr}: data has {data.free_size} elements per partition > "
+                   f"{BN_STATS_FMAX} (nl.tile_size.bn_stats_fmax)")
+    rules.check_same_free(instr, "the statistics", 6, dst=dst.free_size)
+    x = read2d(data, instr).astype(np.float64)
+    out = np.zeros((x.shape[0], 6), dtype=np.float64)
+    for k, part in enumerate((x[:, 0::2], x[:, 1::2])):
+        n = part.shape[1]
+        mean = part.mean(axis=1) if n else np.zeros(x.shape[0])
+        out[:, 3 * k] = n
+        out[:, 3 * k + 1] = mean
+        out[:, 3 * k + 2] = ((part - mean[:, None]) ** 2).sum(axis=1) if n else 0.0
+    dst._write(out.astype(np.float32), instr)
+    record("Vector", "bn_stats", dst, [data], free_elems=data.free_size)
+
+
+def bn_aggr(dst: NkiTensor, data: NkiTensor, name: Optional[str] = None) -> None:
+    """dst[p, :2] = (mean, variance) aggregated from the (count, mean, variance*count) triples
+    of one or more bn_stats outputs in data[p] (fp32)."""
+    instr = "bn_aggr"
+    require_tile(instr, "dst", dst)
+    require_tile(instr, "data", data)
+    check_compute(instr, dst=dst, data=data)
+    rules.check_same_partitions(instr, "data", data.partitions, dst=dst.partitions)
+    if data.free_size % 3:
+        rules.fail("shape-mismatch", f"{instr}: data has {data.free_size} elements per partition; "
+                   "needs (count, mean, variance*count) triples")
+    rules.check_same_free(instr, "mean and variance", 2, dst=dst.free_size)
+    t = read2d(data, instr).astype(np.float64).reshape(data.partitions, -1, 3)
+    count, mean, m2 = t[..., 0], t[..., 1], t[..., 2]
+    total = count.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)
+    grand = (count * mean).sum(axis=1) / safe
+    var = (m2 + count * (mean - grand[:, None]) ** 2).sum(axis=1) / safe
+    dst._write(np.stack([grand, var], axis=1).astype(np.float32), instr)
+    record("Vector", "bn_aggr", dst, [data], free_elems=data.free_size)

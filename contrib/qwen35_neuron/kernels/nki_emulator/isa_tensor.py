@@ -8,7 +8,7 @@ written by a non-matmul instruction (memset, tensor_copy, ...) is undefined on t
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -25,23 +25,59 @@ class matmul_perf_mode(Enum):  # noqa: N801 - NKI spelling
     double_row = "double_row"
 
 
-def _tiling_limits(tile_position: Any, tile_size: Any) -> tuple:
-    """(row_max, col_max) of the PE array region the matmul may use."""
+# Row / column tile sizes the NKI docs list (nki.isa.nc_matmul, "Tiling mode": 2x 64 or, from
+# NeuronCore-v3, 4x 32); smaller sizes are accepted as occupying a 32 tile, with a warning.
+TILE_SIZES = (32, 64, 128)
+
+
+def _tiling_limits(tile_position: Any, tile_size: Any, instr: str) -> tuple:
+    """(row_max, col_max) of the PE array region the matmul may use.
+
+    The docs list tile sizes 32, 64 and 128 only. AWS's own gdn_cte (e9ef98fc, written for the
+    2.33 compiler) passes tile_size=(16, 16) for its 16-row sub-block operators in its fast test,
+    so a size below 32 is accepted as a 32-PE tile (start a multiple of 32) and noted in
+    KernelRun.warnings as outside the documented set, rather than refused."""
     if not tile_position and not tile_size:
         return rules.PMAX, rules.GEMM_STATIONARY_FMAX
     if not tile_position or not tile_size:
         rules.fail("matmul-tiling", "nc_matmul: tile_position and tile_size must both be set")
     (r0, c0), (rs, cs) = (int(v) for v in tile_position), (int(v) for v in tile_size)
     for what, start, size in (("row", r0, rs), ("column", c0, cs)):
-        if size not in (1, 2, 4, 8, 16, 32, 64, 128):
-            rules.fail("matmul-tiling", f"nc_matmul: {what} tile size {size} not in (32, 64, 128)")
-        # Hardware tiles are 32, 64 or 128 PEs; a smaller size (AWS's gdn_cte passes 16 for a
-        # 16-row operator) occupies a 32 tile.
+        if size not in TILE_SIZES:
+            if size not in (1, 2, 4, 8, 16):
+                rules.fail("matmul-tiling", f"nc_matmul: {what} tile size {size} not in {TILE_SIZES}")
+            context.current().warn(f"{instr}: {what} tile size {size} is not one of the documented "
+                                   f"{TILE_SIZES}; treated as a 32-PE tile")
         tile = max(size, 32)
         if start % tile or start + tile > rules.PMAX:
             rules.fail("matmul-tiling", f"nc_matmul: {what} start {start} must be a multiple of "
                        f"{tile} and start+{tile} <= {rules.PMAX}")
     return rs, cs
+
+
+DOUBLE_ROW_DTYPES = ("float8_e4m3", "float8_e5m2")  # trn2 (float8_e4m3fn from NeuronCore-v4)
+
+
+def _check_double_row(instr: str, stationary: NkiTensor, moving: NkiTensor, tile_size: Any) -> None:
+    """perf_mode=double_row (NKI docs): FP8 inputs laid out [K, 2, M] and [K, 2, N], the
+    contraction split over the partition dim and the first free dim (which must be 2). Not with
+    column tiling."""
+    for nm, t in (("stationary", stationary), ("moving", moving)):
+        if dt.short_name(t.dtype) not in DOUBLE_ROW_DTYPES:
+            rules.fail("matmul-dtype", f"{instr}(perf_mode=double_row): {nm} dtype {dt.short_name(t.dtype)} "
+                       f"must be one of {DOUBLE_ROW_DTYPES}")
+        if t.ndim < 3 or t.shape[1] != 2:
+            rules.fail("matmul-double-row", f"{instr}(perf_mode=double_row): {nm} {t.shape} must be "
+                       "[K, 2, ...]: the first free dim holds the second half of the contraction")
+    if tile_size and int(tuple(tile_size)[1]) != rules.PMAX:
+        rules.fail("matmul-double-row", f"{instr}: perf_mode=double_row cannot be combined with column tiling")
+
+
+def _double_row_operands(instr: str, stationary: NkiTensor, moving: NkiTensor) -> Tuple[np.ndarray, np.ndarray]:
+    """The [2K, M] and [2K, N] operands of a double_row matmul."""
+    s = np.asarray(stationary._read(instr), dtype=np.float32)
+    mv = np.asarray(moving._read(instr), dtype=np.float32)
+    return s.reshape(-1, int(np.prod(s.shape[2:]))), mv.reshape(-1, int(np.prod(mv.shape[2:])))
 
 
 def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
@@ -57,11 +93,14 @@ def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
     rules.check_buffer(stationary, ["sbuf"], instr, "stationary")
     rules.check_buffer(moving, ["sbuf"], instr, "moving")
     rules.check_buffer(dst, ["psum"], instr, "dst")
-    if perf_mode not in (None, matmul_perf_mode.none):
-        rules.fail("not-emulated", "nc_matmul: perf_mode=double_row (FP8) is not emulated")
-    k, m = stationary.partitions, stationary.free_size
-    k2, n = moving.partitions, moving.free_size
-    row_max, col_max = _tiling_limits(tile_position, tile_size)
+    double_row = perf_mode == matmul_perf_mode.double_row
+    if perf_mode not in (None, matmul_perf_mode.none, matmul_perf_mode.double_row):
+        rules.fail("operand-type", f"nc_matmul: perf_mode must be a nisa.matmul_perf_mode value, got {perf_mode!r}")
+    if double_row:
+        _check_double_row(instr, stationary, moving, tile_size)
+    k, m = stationary.partitions, stationary.free_size // (2 if double_row else 1)
+    k2, n = moving.partitions, moving.free_size // (2 if double_row else 1)
+    row_max, col_max = _tiling_limits(tile_position, tile_size, instr)
     rules.check_matmul_dims(k, k2, m, n, row_max, col_max)
     if dst.partitions != m or dst.free_size != n:
         rules.fail("matmul-dst-shape", f"nc_matmul: dst {dst.shape} must be [M={m}, N={n}] "
@@ -83,6 +122,10 @@ def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
                    "float32 (PSUM output of TensorE on trn2)")
     if is_transpose:
         prod = _transpose_select(stationary, moving, instr)
+    elif double_row:
+        s2, mv2 = _double_row_operands(instr, stationary, moving)
+        with np.errstate(all="ignore"):
+            prod = s2.T @ mv2
     else:
         s = read2d(stationary, instr)
         mv = read2d(moving, instr)
@@ -91,7 +134,7 @@ def nc_matmul(dst: NkiTensor, stationary: NkiTensor, moving: NkiTensor,
     _write_psum(dst, prod, False if is_transpose else accumulate, instr)
     record("Tensor", "nc_matmul", dst, [stationary, moving], free_elems=n,
            fp32_matmul=fp32_s, onezero=bool(fp32_s and (is_stationary_onezero or is_moving_onezero)),
-           flops=2 * k * m * n)
+           flops=2 * k * m * n * (2 if double_row else 1), perf_factor=2 if double_row else 1)
 
 
 def _transpose_select(stationary: NkiTensor, moving: NkiTensor, instr: str) -> np.ndarray:

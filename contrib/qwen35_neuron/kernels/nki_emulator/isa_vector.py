@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from . import context
 from . import dtypes as dt
 from . import operators as nlops
 from . import rules
@@ -182,8 +183,16 @@ def memset(dst: NkiTensor, value: Any, engine: Any = engine.unknown, name: Optio
         value = value.item()
     rules.check_number(instr, "value", value)
     if dt.is_int(dst.dtype) and not isinstance(value, int):
-        rules.fail("dtype", f"{instr}: value {value!r} must be an int for a "
-                   f"{dt.short_name(dst.dtype)} tile (NKI >= 0.3)")
+        # NKI 0.3 docs: the value must match the dtype (an int literal for int tiles). 0.0 is
+        # all-zero bits in every dtype, so it fills an int tile unambiguously; nki-library's own
+        # cross_partition_copy (moe_block_tkg) memsets a uint32 tile with 0.0. That one value is
+        # taken (with a warning); any other float is refused.
+        if float(value) != 0.0:
+            rules.fail("dtype", f"{instr}: value {value!r} must be an int for a "
+                       f"{dt.short_name(dst.dtype)} tile (NKI >= 0.3)")
+        context.current().warn(f"{instr}: value 0.0 for a {dt.short_name(dst.dtype)} tile; the NKI 0.3 "
+                               "docs ask for an int literal (0.0 is all-zero bits: taken as 0)")
+        value = 0
     eng = resolve_engine(instr, engine, "Vector", ("Vector", "GpSimd"))
     if eng == "GpSimd":
         rules.check_no_psum(instr, "GpSimd", dst=dst)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -19,6 +20,7 @@ from . import dtypes as dt
 from . import rules
 from .cost_model import KernelCost, estimate
 from .counters import InstructionRecord, Recorder, merge_counts
+from .isa_lnc import CrossCore, LaunchAborted
 from .memory import MemoryRegion, wrap_host_array
 from .tensor import NkiTensor, new_tensor
 
@@ -103,34 +105,109 @@ def _output_ids(out: Any) -> Any:
     return out._alloc.id if isinstance(out, NkiTensor) else None
 
 
-def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
-           lnc: int = 1, grid_ndim: int = 0) -> Tuple[Any, KernelRun]:
-    """Run `fn` as programs 0..lnc-1 and convert its outputs back to host arrays."""
+def _run_program(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                 ctx: context.ProgramContext) -> Any:
+    with context.running(ctx):
+        out = fn(*args, **kwargs)
+    ctx.memory.check()
+    return out
+
+
+def _run_concurrently(fn: Callable[..., Any], calls: List[Tuple[Tuple[Any, ...], Dict[str, Any]]],
+                      ctxs: List[context.ProgramContext], cross: CrossCore) -> List[Any]:
+    """Programs 1.. in threads, program 0 in this thread (so a signal such as a test's time
+    limit interrupts it); a failure in any program stops the others at their next instruction
+    or wait, and the first real failure is raised here. `calls[i]` are program i's arguments."""
+    outs: List[Any] = [None] * len(ctxs)
+    errors: List[Optional[BaseException]] = [None] * len(ctxs)
+
+    def body(i: int) -> None:
+        try:
+            outs[i] = _run_program(fn, calls[i][0], calls[i][1], ctxs[i])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the launching thread
+            errors[i] = exc
+            cross.abort()
+        finally:
+            cross.finish(i)
+
+    threads = [threading.Thread(target=body, args=(i,), name=f"nki-program-{i}", daemon=True)
+               for i in range(1, len(ctxs))]
+    for t in threads:
+        t.start()
+    try:
+        body(0)
+    finally:
+        if errors[0] is not None:
+            cross.abort()
+        for t in threads:
+            t.join()
+    real = [(i, e) for i, e in enumerate(errors) if e is not None and not isinstance(e, LaunchAborted)]
+    if real:
+        i, exc = real[0]
+        ctx = ctxs[i]
+        where = f"program {ctx.program_id} of {ctx.launch.num_programs}" + \
+            (f", rank {ctx.launch.rank} of {ctx.launch.num_ranks}" if ctx.launch.num_ranks > 1 else "")
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"(in {where})")
+        raise exc
+    left = cross.undelivered()
+    if left:
+        rules.fail("lnc-sync", left)
+    return outs
+
+
+def _host_arguments(args: Tuple[Any, ...], kwargs: Dict[str, Any], torch_seen: List[bool]
+                    ) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
+    return (tuple(_to_hbm(a, f"arg{i}", torch_seen) for i, a in enumerate(args)),
+            {k: _to_hbm(v, k, torch_seen) for k, v in kwargs.items()})
+
+
+def launch_ranks(fn: Callable[..., Any], rank_calls: List[Tuple[Tuple[Any, ...], Dict[str, Any]]],
+                 lnc: int = 1, grid_ndim: int = 0) -> Tuple[List[Any], List[KernelRun]]:
+    """Run `fn` on len(rank_calls) ranks (logical NeuronCores, each with its own HBM), each as
+    programs 0..lnc-1, all concurrently; rank r gets rank_calls[r] as its arguments. Ranks meet
+    in nki.collectives; programs of one rank in sendrecv / core_barrier. Returns each rank's
+    outputs (host arrays) and KernelRun."""
     if int(lnc) < 1:
         rules.fail("spmd", f"launch grid {lnc} must be >= 1")
+    ranks = len(rank_calls)
     torch_seen = [False]
-    hbm_args = tuple(_to_hbm(a, f"arg{i}", torch_seen) for i, a in enumerate(args))
-    hbm_kwargs = {k: _to_hbm(v, k, torch_seen) for k, v in kwargs.items()}
-    state = context.LaunchState(num_programs=int(lnc), grid_ndim=grid_ndim)
-    run = KernelRun(recorders=[], warnings=state.warnings)
-    result: Any = None
-    first_ids: Any = None
-    for pid in range(int(lnc)):
-        ctx = context.ProgramContext(pid, state)
-        with context.running(ctx):
-            out = fn(*hbm_args, **hbm_kwargs)
-        ctx.memory.check()
-        ids = _output_ids(out)
-        if pid == 0:
-            result, first_ids = out, ids
-        elif ids != first_ids:
+    states, ctxs, calls = [], [], []
+    for r, (args, kwargs) in enumerate(rank_calls):
+        call = _host_arguments(args, kwargs, torch_seen)
+        state = context.LaunchState(num_programs=int(lnc), grid_ndim=grid_ndim, rank=r, num_ranks=ranks)
+        states.append(state)
+        for pid in range(int(lnc)):
+            ctxs.append(context.ProgramContext(pid, state))
+            calls.append(call)
+    if len(ctxs) == 1:
+        outs = [_run_program(fn, calls[0][0], calls[0][1], ctxs[0])]
+    else:
+        cross = CrossCore(len(ctxs))
+        for state in states:
+            state.cross = cross
+        outs = _run_concurrently(fn, calls, ctxs, cross)
+    results, runs = [], []
+    for r, state in enumerate(states):
+        mine = [(c, o) for c, o in zip(ctxs, outs) if c.launch is state]
+        first_ids = _output_ids(mine[0][1])
+        if any(_output_ids(o) != first_ids for _, o in mine[1:]):
             rules.fail("lnc-outputs", "programs returned different output tensors; allocate "
                        "outputs identically (same order or same name) in every program")
-        run.recorders.append(ctx.recorder)
-        run.peak_sbuf_bytes.append(ctx.memory.peak_sbuf)
-        run.peak_psum_banks.append(ctx.memory.peak_psum_banks)
-        del ctx, out
-    return _from_hbm(result, torch_seen[0]), run
+        run = KernelRun(recorders=[c.recorder for c, _ in mine], warnings=state.warnings,
+                        peak_sbuf_bytes=[c.memory.peak_sbuf for c, _ in mine],
+                        peak_psum_banks=[c.memory.peak_psum_banks for c, _ in mine])
+        results.append(_from_hbm(mine[0][1], torch_seen[0]))
+        runs.append(run)
+    return results, runs
+
+
+def launch(fn: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+           lnc: int = 1, grid_ndim: int = 0) -> Tuple[Any, KernelRun]:
+    """Run `fn` as programs 0..lnc-1 (concurrently when lnc > 1) and convert its outputs back
+    to host arrays."""
+    outs, runs = launch_ranks(fn, [(args, kwargs)], lnc=lnc, grid_ndim=grid_ndim)
+    return outs[0], runs[0]
 
 
 class Kernel:
@@ -148,6 +225,10 @@ class Kernel:
         return Kernel(self.fn, int(dims[0]))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if context.in_program():
+            # called from inside a running kernel (nki-library's transformer_tkg calls its jitted
+            # attention_block_tkg): a plain call in the same program, its tensors as they are
+            return self.fn(*args, **kwargs)
         outputs, self.last_run = launch(self.fn, args, kwargs, lnc=self.lnc or 1,
                                         grid_ndim=0 if self.lnc is None else 1)
         return outputs
@@ -181,6 +262,7 @@ def run_kernel(kernel: Any, *args: Any, lnc: Optional[int] = None, **kwargs: Any
 def fresh_program() -> Iterator[context.ProgramContext]:
     """A new program context for top-level use (tests): its own budget and recorder."""
     ctx = context.ProgramContext()
+    ctx.top_level = True
     with context.running(ctx):
         yield ctx
     ctx.memory.check()

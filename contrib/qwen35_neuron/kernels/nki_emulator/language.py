@@ -6,6 +6,8 @@ tokens and the convenience ops. See API.md for the exact list.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -42,8 +44,38 @@ tensor = NkiTensor  # the tensor type, as kernels annotate arguments
 dtype = np.dtype  # dtypes are numpy dtypes here
 
 
-class NKIObject:
+class _NKIObjectMeta(type):
+    """Constructs `@dataclass` subclasses as NKI does, leniently (`NKIObject.__init__(**kwargs)`
+    in the NKI stub): a keyword naming no dataclass field becomes an attribute (nki-library's
+    attention_cte builds `SectionParams(section_idx=...)`, whose attributes carry no annotations
+    and so are no dataclass fields), and a field without a default that the caller leaves out
+    is None (its moe_tkg never passes MLPTKGConstantsDimensionSizes.remainderIFused). Plain
+    Python dataclasses would raise TypeError on both."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if not dataclasses.is_dataclass(cls):
+            return super().__call__(*args, **kwargs)
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # the class's own __init__
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return super().__call__(*args, **kwargs)
+        names = {p.name for p in params}
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in names}
+        given = {p.name for p in params[:len(args)]} | set(kwargs)
+        for p in params:
+            if p.name not in given and p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD:
+                kwargs[p.name] = None
+        obj = super().__call__(*args, **kwargs)
+        for k, v in extra.items():
+            setattr(obj, k, v)
+        return obj
+
+
+class NKIObject(metaclass=_NKIObjectMeta):
     """Base class for kernel-side dataclasses (LIB style: `@dataclass class X(nl.NKIObject)`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        for k, v in kwargs.items():
+            setattr(self, k, v)
 
 
 class _TileSize:
@@ -104,16 +136,17 @@ def _allocate(shape: Sequence[int], dtype: Any, buffer: Any, name: str, address:
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     if region is MemoryRegion.shared_hbm:
         key = ctx.shared_key(name)
-        existing = ctx.launch.shared.get(key)
-        if existing is not None:
-            if existing.data.shape != shape or existing.data.dtype != dt.as_dtype(dtype):
-                rules.fail("lnc-outputs", f"shared_hbm tensor {key} is {existing.data.shape} "
-                           f"{existing.data.dtype} in one program but {shape} {dt.as_dtype(dtype)} "
-                           "in another")
-            return new_tensor(existing)
-        alloc = ctx.memory.allocate(shape, dtype, region, name, address, fill)
-        ctx.launch.shared[key] = alloc
-        return new_tensor(alloc)
+        with ctx.launch.lock:  # the programs of an LNC launch run concurrently
+            existing = ctx.launch.shared.get(key)
+            if existing is None:
+                alloc = ctx.memory.allocate(shape, dtype, region, name, address, fill)
+                ctx.launch.shared[key] = alloc
+                return new_tensor(alloc)
+        if existing.data.shape != shape or existing.data.dtype != dt.as_dtype(dtype):
+            rules.fail("lnc-outputs", f"shared_hbm tensor {key} is {existing.data.shape} "
+                       f"{existing.data.dtype} in one program but {shape} {dt.as_dtype(dtype)} "
+                       "in another")
+        return new_tensor(existing)
     return new_tensor(ctx.memory.allocate(shape, dtype, region, name, address, fill))
 
 

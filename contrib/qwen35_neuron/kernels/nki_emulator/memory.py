@@ -111,7 +111,7 @@ class MemoryTracker:
         self.clock: Callable[[], int] = clock or (lambda: 0)
         self._op_name = op_name or (lambda i: f"instruction {i}")
         self.footprints: List[Footprint] = []
-        self._storage: Dict[MemoryRegion, Tuple[np.ndarray, np.ndarray]] = {}
+        self._storage: Dict[MemoryRegion, np.ndarray] = {}
         self.peak_sbuf = 0
         self.peak_psum_banks = 0
 
@@ -151,7 +151,12 @@ class MemoryTracker:
 
     def _place(self, region: MemoryRegion, shape: Tuple[int, ...], dtype: np.dtype, address: Any,
                per_part: int, where: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Views of this program's byte storage at address=(partition, byte offset)."""
+        """A view of this program's byte storage at address=(partition, byte offset).
+
+        The data is shared by every tensor placed over the same bytes; the PSUM write state
+        (for nc_matmul's accumulate=None) is not: it belongs to the tensor, as the compiler's
+        "first write to a tensor overwrites" is decided per tensor (nki-library's attention_cte
+        allocates one PSUM tile per q group at the same bank and relies on that)."""
         p0, off = int(address[0]), int(address[1])
         size = PSUM_NUM_BANKS * PSUM_BANK_BYTES if region is MemoryRegion.psum else SBUF_PHYSICAL_BYTES
         if p0 < 0 or p0 + shape[0] > rules.PMAX or off < 0 or off + per_part > size:
@@ -161,13 +166,10 @@ class MemoryTracker:
         if off % dtype.itemsize:
             rules.fail("address", f"{where}: byte offset {off} is not aligned to the {dtype.itemsize}-byte dtype")
         if region not in self._storage:
-            self._storage[region] = (np.zeros((rules.PMAX, size), np.uint8), np.zeros((rules.PMAX, size), np.uint8))
-        raw, raw_state = self._storage[region]
-        rows = slice(p0, p0 + shape[0])
-        data = raw[rows, off:off + per_part].view(dtype).reshape(shape)
-        state = None
-        if region is MemoryRegion.psum:  # write state with the data's geometry (one int per element)
-            state = raw_state[rows, off:off + per_part].view(np.dtype(f"i{dtype.itemsize}")).reshape(shape)
+            self._storage[region] = np.zeros((rules.PMAX, size), np.uint8)
+        raw = self._storage[region]
+        data = raw[p0:p0 + shape[0], off:off + per_part].view(dtype).reshape(shape)
+        state = np.zeros(shape, dtype=np.int8) if region is MemoryRegion.psum else None
         return data, state
 
     # ---- the live-range budget ------------------------------------------------------------

@@ -34,6 +34,8 @@ ENGINE_NAMES = {engine.tensor: "Tensor", engine.vector: "Vector", engine.scalar:
 def require_tile(instr: str, name: str, x: Any) -> NkiTensor:
     if not isinstance(x, NkiTensor):
         rules.fail("operand-type", f"{instr}: {name} must be an NKI tensor, got {type(x).__name__}")
+    if x._view.size == 0:
+        rules.fail("index", f"{instr}: {name} is an empty view {x.shape}")
     return x
 
 
@@ -112,7 +114,11 @@ def record(engine_name: str, op: str, dst: Optional[NkiTensor], reads: Iterable[
     nbytes = extra.pop("nbytes", None)
     if nbytes is None:
         nbytes = dst.size * dst.dtype.itemsize if dst is not None else 0
-    context.current().recorder.add(
+    ctx = context.current()
+    cross = ctx.launch.cross
+    if cross is not None and cross.aborted:  # a sibling program failed: stop this one too
+        cross.check_abort()
+    ctx.recorder.add(
         engine=engine_name, op=op, partitions=parts, free_elems=int(free), bytes=int(nbytes),
         n_inputs=n_inputs, reads=tuple(t.span() for t in tiles),
         writes=(dst.span(),) if dst is not None else (), **extra)

@@ -41,10 +41,10 @@ def _resolve_slice(k: slice, size: int, dim: int) -> Tuple[int, int, int]:
     stop = size if k.stop is None else int(k.stop)
     start = start + size if start < 0 else start
     stop = stop + size if stop < 0 else stop
-    if not (0 <= start < stop <= size):
-        rules.fail("index", f"slice {start}:{stop} on dim {dim} is empty or out of bounds "
-                   f"for size {size}")
-    return start, stop, step
+    if not (0 <= start <= stop <= size):
+        rules.fail("index", f"slice {start}:{stop} on dim {dim} is out of bounds for size {size}")
+    return start, stop, step  # an empty view may be built (cross_entropy slices 0 positions on an
+    # idle core); an instruction given one fails (operands.require_tile)
 
 
 class NkiTensor:
@@ -62,7 +62,7 @@ class NkiTensor:
     # ---- attributes -----------------------------------------------------------------------
     @property
     def shape(self) -> Tuple[int, ...]:
-        return tuple(int(s) for s in self._view.shape)
+        return self._view.shape  # numpy shapes are tuples of Python ints
 
     @property
     def dtype(self) -> np.dtype:
@@ -87,7 +87,8 @@ class NkiTensor:
     @property
     def partitions(self) -> int:
         """Partition count (dim 0) as the engines see it."""
-        return self.shape[0] if self.ndim else 1
+        shape = self._view.shape
+        return shape[0] if shape else 1
 
     @property
     def free_size(self) -> int:
@@ -291,53 +292,199 @@ class NkiTensor:
     def ap(self, pattern: Sequence[Sequence[int]], offset: Optional[int] = None,
            scalar_offset: Any = None, vector_offset: Any = None, indirect_dim: int = 0,
            dtype: Any = None) -> "NkiTensor":
-        """Static access pattern `[[stride, count], ...]` in elements over this tensor's storage."""
-        if vector_offset is not None:
-            rules.fail("not-emulated", "ap(vector_offset=...) indirect gather is not emulated yet; "
-                       "request it in EMULATOR_REQUESTS.md")
-        if dtype is not None and dt.as_dtype(dtype) != self.dtype:
-            rules.fail("not-emulated", "ap(dtype=...) reinterpretation is not emulated; use .view()")
+        """Access pattern `[[stride, count], ...]` in elements over this tensor's storage.
+
+        `offset` (elements) starts it, relative to this view; `dtype` reinterprets the storage
+        first (elements then count in that dtype). `scalar_offset` (a (1, 1) SBUF tensor or a
+        register) moves the start by its value times the stride of dim `indirect_dim` of this
+        tensor. `vector_offset` (an SBUF tensor, one index per row of the pattern's leading
+        dim) makes an indirect view: row i starts at index[i] times that stride, the leading
+        pattern stride being ignored (NKI docs, nki-aps.rst); DMA reads it as a gather and
+        writes it as a scatter.
+        """
+        if scalar_offset is not None and vector_offset is not None:
+            rules.fail("ap", "ap(): at most one of scalar_offset and vector_offset")
         base = self._alloc.data
         on_chip = self.buffer.on_chip
         if not on_chip and not base.flags.c_contiguous:
             rules.fail("ap", "ap() needs contiguous HBM storage")
-        item = base.itemsize
-        row_len = base.size // base.shape[0] if on_chip else base.size  # logical elements per partition
+        item0 = base.itemsize
+        row_len0 = base.size // base.shape[0] if on_chip else base.size
         p0 = self.start_partition() if on_chip else 0
         byte_off = self._view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-        start = p0 * row_len + (byte_off - p0 * base.strides[0]) // item if on_chip else byte_off // item
-        start += int(offset or 0)
+        start0 = p0 * row_len0 + (byte_off - p0 * base.strides[0]) // item0 if on_chip else byte_off // item0
+        dyn_stride = self._view.strides[indirect_dim] // item0 if self.ndim else 1
+        if dtype is not None and dt.as_dtype(dtype) != base.dtype:
+            base, start0, dyn_stride = _reinterpret(base, dt.as_dtype(dtype), on_chip, start0, dyn_stride)
+        item = base.itemsize
+        row_len = base.size // base.shape[0] if on_chip else base.size  # logical elements per partition
+        start = start0 + int(offset or 0)
         if scalar_offset is not None:
             value = scalar_offset.numpy().reshape(-1)[0] if isinstance(scalar_offset, NkiTensor) else scalar_offset
-            start += int(value) * (self._view.strides[indirect_dim] // item)
+            start += int(value) * dyn_stride
         strides = [int(p[0]) for p in pattern]
         counts = [int(p[1]) for p in pattern]
-        lo = start + sum(min(0, s * (c - 1)) for s, c in zip(strides, counts))
-        hi = start + sum(max(0, s * (c - 1)) for s, c in zip(strides, counts))
-        if lo < 0 or hi >= base.size or min(counts) <= 0:
-            rules.fail("ap", f"access pattern {list(map(list, pattern))} at offset {start} reaches "
-                       f"elements [{lo}, {hi}] outside storage of {base.size} elements")
-        if on_chip:
-            if counts[0] > 1 and strides[0] != row_len:
-                rules.fail("ap", f"first ap pair stride {strides[0]} must equal the partition row "
-                           f"length {row_len} on SBUF/PSUM")
-            rules.check_partition_dim(counts[0], "ap")
-            if any(abs(s) >= row_len for s, c in zip(strides[1:], counts[1:]) if c > 1):
-                rules.fail("ap", f"access pattern {list(map(list, pattern))}: only the first pair may "
-                           "step across partitions on SBUF/PSUM")
+        if min(counts) <= 0:
+            rules.fail("ap", f"access pattern {list(map(list, pattern))} has a count <= 0")
+        if vector_offset is not None:
+            return self._indirect(base, on_chip, row_len, start, strides, counts, vector_offset, dyn_stride)
+        lo, hi = _extent(start, strides, counts)
+        if (lo < 0 or hi >= base.size) and scalar_offset is not None:
+            # a runtime offset out of bounds: DMA decides by oob_mode (skip or error), row by row
+            index = np.arange(counts[0], dtype=np.int64) * strides[0]
+            return self._rows(base, on_chip, row_len, start, strides, counts, index, 1)
+        if lo < 0 or hi >= base.size:
+            # Only an instruction that uses the view touches memory (a kernel may build a view it
+            # then skips, as nki-library's output_projection_tkg does for its last PSUM tile).
+            return OutOfBoundsView(self._alloc, tuple(counts), base.dtype,
+                                   f"access pattern {list(map(list, pattern))} at offset {start} reaches "
+                                   f"elements [{lo}, {hi}] outside storage of {base.size} elements")
+        _check_on_chip_pattern(on_chip, strides, counts, row_len, pattern)
+        state = None
+        if self._alloc.state is not None and base.dtype == self._alloc.data.dtype:
+            state = _strided(self._alloc.state, on_chip, row_len, start, strides, counts)
+        return NkiTensor(self._alloc, _strided(base, on_chip, row_len, start, strides, counts), state)
 
-        def make(a: np.ndarray) -> np.ndarray:
-            # logical element e = p * row_len + f lives at byte p * strides[0] + f * itemsize
-            if on_chip:
-                p, f = divmod(start, row_len)
-                origin = a[p].reshape(-1)[f:]
-                steps = [a.strides[0]] + [s * a.itemsize for s in strides[1:]]
-            else:
-                origin = a.reshape(-1)[start:]
-                steps = [s * a.itemsize for s in strides]
-            return as_strided(origin, shape=tuple(counts), strides=tuple(steps))
-        state = None if self._alloc.state is None else make(self._alloc.state)
-        return NkiTensor(self._alloc, make(base), state)
+    def _indirect(self, base: np.ndarray, on_chip: bool, row_len: int, start: int, strides: List[int],
+                  counts: List[int], vector_offset: Any, row_stride: int) -> "NkiTensor":
+        if not isinstance(vector_offset, NkiTensor) or vector_offset.buffer.value != "sbuf":
+            rules.fail("ap", "ap(vector_offset=...) takes an SBUF tensor of indices")
+        index = np.asarray(vector_offset._read("ap(vector_offset)")).reshape(-1).astype(np.int64)
+        if index.size != counts[0]:
+            rules.fail("ap", f"ap(vector_offset=...): {index.size} indices for a leading pattern dim "
+                       f"of {counts[0]}")
+        return self._rows(base, on_chip, row_len, start, strides, counts, index, row_stride)
+
+    def _rows(self, base: np.ndarray, on_chip: bool, row_len: int, start: int, strides: List[int],
+              counts: List[int], index: np.ndarray, row_stride: int) -> "NkiTensor":
+        """An indirect view whose row i starts at start + index[i] * row_stride."""
+        inner_s, inner_c = strides[1:] or [1], counts[1:] or [1]
+        lo, hi = _extent(0, inner_s, inner_c)
+        rows: List[Optional[np.ndarray]] = []
+        for i in index:
+            s0 = start + int(i) * row_stride
+            if s0 + lo < 0 or s0 + hi >= base.size:
+                rows.append(None)
+                continue
+            rows.append(_strided(base, on_chip, row_len, s0, inner_s, inner_c).reshape(counts[1:]))
+        return IndirectTensor(self._alloc, rows, tuple(counts), base.dtype)
+
+
+class IndirectTensor(NkiTensor):
+    """An `ap(vector_offset=...)` view: one storage view per row, chosen by runtime indices.
+
+    Reads gather the rows (out-of-bounds rows read as zeros), writes scatter them; `row_valid`
+    tells DMA which rows are in bounds (oob_mode decides whether the others are an error or
+    skipped)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, alloc: Allocation, rows: List[Optional[np.ndarray]], shape: Tuple[int, ...],
+                 dtype: np.dtype) -> None:
+        gathered = np.zeros(shape, dtype=dtype)
+        for i, r in enumerate(rows):
+            if r is not None:
+                gathered[i] = r
+        super().__init__(alloc, gathered, None)
+        self._rows = rows
+
+    @property
+    def row_valid(self) -> np.ndarray:
+        return np.array([r is not None for r in self._rows], dtype=bool)
+
+    def _write(self, values: Any, where: str, writer: int = WRITTEN_BY_OTHER) -> None:
+        self._alloc.touch(where)
+        vals = np.asarray(values).reshape(self.shape)
+        if vals.dtype != self.dtype:
+            vals = dt.round_to(vals, self.dtype)
+        for r, v in zip(self._rows, vals):
+            if r is not None:
+                r[...] = v
+        self._view[...] = vals
+
+    def span(self) -> Tuple[int, int, int]:
+        """The whole allocation (the rows are known only at run time)."""
+        return (self._alloc.id, 0, int(self._alloc.data.nbytes))
+
+    def start_partition(self) -> int:
+        return 0
+
+    def __getitem__(self, key: Any) -> "NkiTensor":
+        rules.fail("ap", "an indirect (vector_offset) view cannot be indexed further")
+        raise AssertionError
+
+
+class OutOfBoundsView(NkiTensor):
+    """An access pattern that leaves its storage: it has a shape and dtype, and any instruction
+    that reads or writes it fails with the [ap] rule."""
+
+    __slots__ = ("_problem",)
+
+    def __init__(self, alloc: Allocation, shape: Tuple[int, ...], dtype: np.dtype, problem: str) -> None:
+        super().__init__(alloc, np.zeros(shape, dtype=dtype), None)
+        self._problem = problem
+
+    def _read(self, where: str) -> np.ndarray:
+        rules.fail("ap", f"{where}: {self._problem}")
+        raise AssertionError
+
+    def _write(self, values: Any, where: str, writer: int = WRITTEN_BY_OTHER) -> None:
+        rules.fail("ap", f"{where}: {self._problem}")
+
+    def span(self) -> Tuple[int, int, int]:
+        return (self._alloc.id, 0, int(self._alloc.data.nbytes))
+
+    def start_partition(self) -> int:
+        return 0
+
+
+def _extent(start: int, strides: Sequence[int], counts: Sequence[int]) -> Tuple[int, int]:
+    lo = start + sum(min(0, s * (c - 1)) for s, c in zip(strides, counts))
+    hi = start + sum(max(0, s * (c - 1)) for s, c in zip(strides, counts))
+    return lo, hi
+
+
+def _check_on_chip_pattern(on_chip: bool, strides: List[int], counts: List[int], row_len: int,
+                           pattern: Sequence[Sequence[int]]) -> None:
+    if not on_chip:
+        return
+    if counts[0] > 1 and strides[0] != row_len:
+        rules.fail("ap", f"first ap pair stride {strides[0]} must equal the partition row "
+                   f"length {row_len} on SBUF/PSUM")
+    rules.check_partition_dim(counts[0], "ap")
+    if any(abs(s) >= row_len for s, c in zip(strides[1:], counts[1:]) if c > 1):
+        rules.fail("ap", f"access pattern {list(map(list, pattern))}: only the first pair may "
+                   "step across partitions on SBUF/PSUM")
+
+
+def _strided(a: np.ndarray, on_chip: bool, row_len: int, start: int, strides: Sequence[int],
+             counts: Sequence[int]) -> np.ndarray:
+    """The numpy view of a pattern: logical element e = p * row_len + f lives at byte
+    p * strides[0] + f * itemsize on chip, at e * itemsize in HBM."""
+    if on_chip:
+        p, f = divmod(start, row_len)
+        origin = a[p].reshape(-1)[f:]
+        steps = [a.strides[0]] + [s * a.itemsize for s in strides[1:]]
+    else:
+        origin = a.reshape(-1)[start:]
+        steps = [s * a.itemsize for s in strides]
+    return as_strided(origin, shape=tuple(counts), strides=tuple(steps))
+
+
+def _reinterpret(base: np.ndarray, dtype: np.dtype, on_chip: bool, start: int,
+                 dyn_stride: int) -> Tuple[np.ndarray, int, int]:
+    """`base` viewed as `dtype` (bytes unchanged) with element offsets rescaled."""
+    old, new = base.itemsize, dtype.itemsize
+    if (start * old) % new or (dyn_stride * old) % new:
+        rules.fail("ap", f"ap(dtype={dt.short_name(dtype)}): offset {start} of {dt.short_name(base.dtype)} "
+                   f"elements is not a whole number of {new}-byte elements")
+    try:
+        viewed = base.view(dtype) if on_chip else base.reshape(-1).view(dtype)
+    except ValueError as exc:
+        rules.fail("ap", f"ap(dtype={dt.short_name(dtype)}): cannot reinterpret {base.shape} "
+                   f"{dt.short_name(base.dtype)}: {exc}")
+        raise
+    return viewed, start * old // new, dyn_stride * old // new
 
 
 def new_tensor(alloc: Allocation) -> NkiTensor:
