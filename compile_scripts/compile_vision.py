@@ -3,7 +3,7 @@
 
 Writes vision_tower_<bucket>.pt and vision_manifest.json to OUT_DIR; load them next to the text
 model with qwen35_neuron.neuron.vision_encoder.load_vision_runner(OUT_DIR, MODEL_DIR) and pass the
-runner to qwen35_neuron.vl.load_vl_session(..., runner=...). Buckets (patch counts) come from
+runner to qwen35_neuron.runtime.vl_session.load_vl_session(..., runner=...). Buckets (patch counts) come from
 --buckets, or from --image-size (the patch counts those images become after preprocessing), or from
 --max-pixels (a ladder of --count buckets, each a quarter of the next), or else RunConfig's default.
 --dry-run prints the plan and needs no Neuron SDK.

@@ -113,6 +113,9 @@ class RankShapesProvider:
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         return all_reduce(x)
 
+    def sharded(self, cls, *args, **kwargs) -> nn.Module:
+        return cls(*args, **kwargs)
+
 
 # ---- kernels as single ops -------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ Reads config.json only, so it runs before the weights are downloaded. The figure
 from __future__ import annotations
 
 import argparse
-import importlib.util
 
 from ..analysis.hardware import PRESETS
 from ..analysis.roofline import preset_report
@@ -18,7 +17,6 @@ from .options import MAX_TP, POSITIVE, int_list, int_range
 
 NAME = "roofline"
 HELP = "model HBM per rank, TPOT and TTFT lower bounds of a checkpoint on trn2 (config.json only)"
-KERNEL_REPORT_MODULE = "qwen35_neuron.kernels.report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +54,5 @@ def run(args: argparse.Namespace) -> int:
                          if value is not None)
         raise InputError(f"{given}: {err}" if given else str(err)) from err
     print(report.format())
-    if importlib.util.find_spec(KERNEL_REPORT_MODULE) is not None:
-        print("\nkernel figures (NKI emulator cost model, modelled): run `qwen35-neuron kernels`")
+    print("\nkernel figures (NKI emulator cost model, modelled): run `qwen35-neuron kernels`")
     return 0

@@ -24,7 +24,8 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.is_linear = (layer_type or config.layer_types[layer]) == LINEAR_ATTENTION
         if self.is_linear:
-            self.linear_attn = GatedDeltaNet(config, provider, chunk_size)
+            # owns dt_bias and A_log (split by value heads) under their HF names
+            self.linear_attn = provider.sharded(GatedDeltaNet, config, provider, chunk_size)
         else:
             self.self_attn = GatedAttention(config, provider)
         self.mlp = (SparseMoe(config, provider, moe_impl, moe_block_size) if config.is_moe

@@ -36,7 +36,7 @@ def gated_decode(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, a: torch.Ten
     return gated_rms_norm(core.to(v.dtype), z, norm_weight, eps), new_state
 
 
-class _ConvWeight(nn.Module):
+class ConvWeight(nn.Module):
     """Holds the depthwise conv weight [C, 1, K] under HF's name ``conv1d.weight``."""
 
     def __init__(self, channels: int, kernel: int) -> None:
@@ -59,7 +59,7 @@ class GatedDeltaNet(nn.Module):
         self.in_proj_z = provider.column(hidden, config.linear_value_dim)
         self.in_proj_b = provider.column(hidden, config.linear_num_value_heads)
         self.in_proj_a = provider.column(hidden, config.linear_num_value_heads)
-        self.conv1d = _ConvWeight(sum(self.sections), config.linear_conv_kernel_dim)
+        self.conv1d = provider.sharded(ConvWeight, sum(self.sections), config.linear_conv_kernel_dim)
         self.dt_bias = nn.Parameter(torch.ones(self.num_v_heads))
         self.A_log = nn.Parameter(torch.zeros(self.num_v_heads))
         self.norm = GatedRMSNorm(self.head_v_dim, config.rms_norm_eps)

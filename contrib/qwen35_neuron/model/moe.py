@@ -128,11 +128,11 @@ def _num_blocks(pairs: int, experts: int, block: int) -> int:
 class SharedExpert(nn.Module):
     """A SwiGLU MLP on this rank's slice of the intermediate dim; its sum happens in the MoE block."""
 
-    def __init__(self, hidden: int, intermediate: int) -> None:
+    def __init__(self, hidden: int, intermediate: int, provider: ParallelProvider) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_proj = provider.sharded(nn.Linear, hidden, intermediate, bias=False)
+        self.up_proj = provider.sharded(nn.Linear, hidden, intermediate, bias=False)
+        self.down_proj = provider.sharded(nn.Linear, intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -143,11 +143,12 @@ class SparseMoe(nn.Module):
         super().__init__()
         tp, hidden = provider.tp_degree, config.hidden_size
         self.gate = Router(config.num_experts, hidden, config.num_experts_per_tok)
-        self.experts = Experts(config.num_experts, hidden,
-                               local_size(config.moe_intermediate_size, tp, "moe_intermediate_size"), impl,
-                               block_size)
+        self.experts = provider.sharded(Experts, config.num_experts, hidden,
+                                        local_size(config.moe_intermediate_size, tp, "moe_intermediate_size"), impl,
+                                        block_size)
         self.shared_expert = SharedExpert(
-            hidden, local_size(config.shared_expert_intermediate_size, tp, "shared_expert_intermediate_size"))
+            hidden, local_size(config.shared_expert_intermediate_size, tp, "shared_expert_intermediate_size"),
+            provider)
         self.shared_expert_gate = nn.Linear(hidden, 1, bias=False)
         self._provider = [provider]
 

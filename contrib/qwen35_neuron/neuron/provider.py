@@ -5,12 +5,13 @@ the embedding a ``ParallelEmbedding`` split along the hidden dim (no rank arithm
 SPMD graph), the LM head a column layer, and the MoE block's single all-reduce NxD's mapping.
 
 Our modules also hold plain per-rank parameters (experts, the shared expert, DeltaNet's conv
-weight, ``dt_bias`` and ``A_log``). :func:`mark_tp_parameters` gives each of them NxD's
-tensor-parallel attributes (partition dim from ``parallel.conversion.partition_dim``, stride 1),
-so NxD cuts the rank-major converted checkpoint contiguously into exactly our shard. NxD's sharder
-only visits modules that are instances of its parallel classes (``trace.shard_children``), so the
-owning module is re-classed to also derive from ``BaseParallelLinear`` - the same marker NxDI's
-own ``LearnedSink`` uses. Its forward is unchanged.
+weight, ``dt_bias`` and ``A_log``). NxD's sharder only visits modules that are instances of its
+parallel classes (``trace.shard_children``), so the model builds each owner through
+``provider.sharded(cls, ...)``, which here returns the declared subclass that also derives from
+``BaseParallelLinear`` - the same marker NxDI's own ``LearnedSink`` uses - with the owner's forward
+unchanged (:data:`NXD_SHARDED`). :func:`mark_tp_parameters` then gives each split parameter NxD's
+tensor-parallel attributes (partition dim from ``parallel.conversion.partition_dim``, stride 1), so
+NxD cuts the rank-major converted checkpoint contiguously into exactly our shard.
 """
 
 from __future__ import annotations
@@ -28,10 +29,32 @@ from neuronx_distributed.parallel_layers.layers import (
 from neuronx_distributed.parallel_layers.mappings import reduce_from_tensor_model_parallel_region
 from neuronx_distributed.parallel_layers.utils import set_tensor_model_parallel_attributes
 
+from ..model.deltanet import ConvWeight, GatedDeltaNet
+from ..model.moe import Experts
 from ..parallel.conversion import partition_dim
 
-_NXD_SHARDED = (ColumnParallelLinear, RowParallelLinear, ParallelEmbedding, BaseParallelLinear, SPMDRank)
-_SHARDED_CLASSES: dict[type, type] = {}
+_NXD_LAYERS = (ColumnParallelLinear, RowParallelLinear, ParallelEmbedding, SPMDRank)
+
+
+class NxdShardedExperts(Experts, BaseParallelLinear):
+    """Experts whose ``gate_up_proj`` / ``down_proj`` (this rank's intermediate slice) NxD shards."""
+
+
+class NxdShardedLinear(nn.Linear, BaseParallelLinear):
+    """A shared-expert linear whose weight (this rank's intermediate slice) NxD shards."""
+
+
+class NxdShardedConvWeight(ConvWeight, BaseParallelLinear):
+    """DeltaNet's depthwise conv weight (this rank's q, k and v channels), sharded by NxD."""
+
+
+class NxdShardedGatedDeltaNet(GatedDeltaNet, BaseParallelLinear):
+    """Gated DeltaNet whose own ``dt_bias`` and ``A_log`` (this rank's value heads) NxD shards; its
+    projections are NxD parallel layers already."""
+
+
+NXD_SHARDED: dict[type, type] = {Experts: NxdShardedExperts, nn.Linear: NxdShardedLinear,
+                                 ConvWeight: NxdShardedConvWeight, GatedDeltaNet: NxdShardedGatedDeltaNet}
 
 
 class NxdProvider:
@@ -64,32 +87,30 @@ class NxdProvider:
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         return reduce_from_tensor_model_parallel_region(x)
 
-
-def _sharded_class(cls: type) -> type:
-    """``cls`` plus NxD's sharding marker, created once per class and importable by name."""
-    if cls not in _SHARDED_CLASSES:
-        name = f"NxdSharded{cls.__name__}"
-        new = type(name, (cls, BaseParallelLinear), {"__doc__": f"{cls.__name__} whose parameters NxD shards."})
-        new.__module__ = __name__
-        globals()[name] = new
-        _SHARDED_CLASSES[cls] = new
-    return _SHARDED_CLASSES[cls]
+    def sharded(self, cls: type, *args, **kwargs) -> nn.Module:
+        if cls not in NXD_SHARDED:
+            raise TypeError(f"{cls.__name__} owns split parameters but has no NxD-sharded form: declare one in "
+                            f"{__name__}.NXD_SHARDED")
+        return NXD_SHARDED[cls](*args, **kwargs)
 
 
 def mark_tp_parameters(root: nn.Module, tp_degree: int) -> list[str]:
     """Mark every split plain parameter under ``root`` (names relative to it must be canonical) and
-    return their names. Parameters of NxD's own parallel modules are left alone."""
+    return their names. Parameters of NxD's own parallel modules are left alone; a split parameter whose
+    owner was not built with ``provider.sharded`` is an error (NxD would load it whole on every rank)."""
     marked: list[str] = []
     for prefix, module in root.named_modules():
-        if isinstance(module, _NXD_SHARDED):
+        if isinstance(module, _NXD_LAYERS) or (isinstance(module, BaseParallelLinear)
+                                               and type(module) not in NXD_SHARDED.values()):
             continue
         for name, param in module.named_parameters(recurse=False):
             full = f"{prefix}.{name}" if prefix else name
             dim = partition_dim(full)
             if dim is None or tp_degree == 1 or hasattr(param, "tensor_model_parallel"):
                 continue
+            if not isinstance(module, BaseParallelLinear):
+                raise TypeError(f"{full} is split across ranks but its {type(module).__name__} was not built with "
+                                "provider.sharded: NxD would not shard it")
             set_tensor_model_parallel_attributes(param, is_parallel=True, dim=dim, stride=1, num_partitions=tp_degree)
             marked.append(full)
-            if not isinstance(module, BaseParallelLinear):
-                module.__class__ = _sharded_class(type(module))
     return marked

@@ -113,7 +113,7 @@ def load_vision_towers(out_dir: str | Path, model_dir: str | Path | None = None,
 
 def load_vision_runner(out_dir: str | Path, model_dir: str | Path | None = None, *,
                        run_buckets: Sequence[int] | None = None, check_weights: bool = False) -> VisionRunner:
-    """A VisionRunner for :func:`qwen35_neuron.vl.load_vl_session` (``runner=``) over the compiled buckets.
+    """A VisionRunner for :func:`qwen35_neuron.runtime.vl_session.load_vl_session` (``runner=``) over the compiled buckets.
 
     Equivalent to ``per_bucket_runner(load_vision_towers(...))``, with a clear error for a bucket
     that was not compiled and inputs cast to the traced dtypes.

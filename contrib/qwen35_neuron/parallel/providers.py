@@ -2,7 +2,9 @@
 
 The decoder code asks a provider for column-parallel and row-parallel linears, the embedding, the
 LM head and an all-reduce, always in terms of *global* sizes. The provider decides what one rank
-holds:
+holds. Modules whose own plain parameters hold a rank's split (experts, the shared expert's linears,
+DeltaNet's conv weight, ``dt_bias`` and ``A_log``) are built with ``provider.sharded(cls, ...)``: the
+class itself on the CPU, a declared NxD-sharded subclass with ``nxd``.
 
 - ``DenseProvider``: one rank, plain ``nn.Linear``; collectives are identities.
 - ``SimulatedTPProvider``: rank r of R virtual ranks on the CPU. Each rank's module holds only its
@@ -14,12 +16,15 @@ holds:
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from ..config.tp_shapes import local_size
+
+
+M = TypeVar("M", bound=nn.Module)
 
 
 class ParallelProvider(Protocol):
@@ -35,6 +40,17 @@ class ParallelProvider(Protocol):
     def lm_head(self, hidden_size: int, vocab_size: int) -> nn.Module: ...
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def sharded(self, cls: type[M], *args: Any, **kwargs: Any) -> M:
+        """A ``cls`` whose own plain parameters hold this rank's split, sized by the caller."""
+        ...
+
+
+class _PlainModules:
+    """CPU providers: a module that owns split parameters is just its class (sizes are already local)."""
+
+    def sharded(self, cls: type[M], *args: Any, **kwargs: Any) -> M:
+        return cls(*args, **kwargs)
 
 
 class _ReducedLinear(nn.Linear):
@@ -59,7 +75,7 @@ class _GatheredLinear(nn.Linear):
         return self._gather[0](super().forward(x))
 
 
-class DenseProvider:
+class DenseProvider(_PlainModules):
     """One rank holding everything."""
 
     tp_degree = 1
@@ -115,7 +131,7 @@ class _ThreadGroup:
         self._barrier.reset()
 
 
-class SimulatedTPProvider:
+class SimulatedTPProvider(_PlainModules):
     """Rank ``rank`` of a simulated tensor-parallel group on the CPU."""
 
     def __init__(self, group: _ThreadGroup, rank: int) -> None:
