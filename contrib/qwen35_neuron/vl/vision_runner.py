@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import UnsupportedConfigError
-from ..vision.loading import load_vision_tower  # noqa: F401 - re-exported for the orchestrator
+from ..vision.loading import load_vision_tower  # noqa: F401 - re-exported for the VL sessions
 from ..vision.packing import PackedImages
 
 VisionRunner = Callable[[PackedImages], torch.Tensor]
