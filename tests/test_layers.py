@@ -62,6 +62,16 @@ def test_every_layer_of_the_tree_is_placed_and_every_placed_layer_exists(package
     assert present == placed
 
 
+def test_the_readme_states_this_layer_order_and_lists_every_layer(package_imports):
+    readme = (ROOT.parent / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.strip().startswith("errors | sdk_sources ->"))
+    order = " ".join(line.strip() for line in readme[start:start + 2])
+    assert [tuple(part.split(" | ")) for part in order.split(" -> ")] == [tuple(tier) for tier in LAYERS.tiers]
+    layout = "\n".join(readme)
+    for layer in {package_imports.layer_of(m) for m in package_imports.modules if m != PACKAGE}:
+        assert f"  {layer}/" in layout or f"{layer}.py" in layout, f"README's layout does not list {layer}"
+
+
 def test_generate_inspect_and_the_neuron_path_never_import_the_test_helpers(package_imports):
     starts = [f"{PACKAGE}.{name}" for name in NO_TESTING]
     starts += [m for m in package_imports.modules if any(m.startswith(s + ".") for s in starts)]
