@@ -1,4 +1,4 @@
-"""Fixtures of the neuron-layer tests: the SDK stand-ins, the 35B-A3B config, the trn2 options.
+"""Fixtures of the neuron-layer tests: the 35B-A3B config, the trn2 options, the VL test data.
 
 trn2 tests are marked ``neuron`` and skip cleanly without torch-neuronx; the real checkpoint comes
 from ``--qwen35-model DIR`` (register it by running ``pytest tests/neuron ...``).
@@ -6,36 +6,15 @@ from ``--qwen35-model DIR`` (register it by running ``pytest tests/neuron ...``)
 
 from __future__ import annotations
 
-import sys
-from typing import Iterator
-
 import pytest
 
-import fake_sdk
 from qwen35_neuron.testing.family_configs import QWEN35_35B
 from qwen35_neuron.config import parse_model_config
-
-SDK_PRESENT = fake_sdk.SDK_PRESENT
 
 
 @pytest.fixture(scope="session")
 def config_35b():
     return parse_model_config(QWEN35_35B)
-
-
-@pytest.fixture
-def fake_sdk_modules() -> Iterator[object]:
-    """The fake SDK in sys.modules and a fresh import of the neuron layer bound to it."""
-    if SDK_PRESENT:
-        pytest.skip("the real Neuron SDK is installed: the stand-in tests would shadow it")
-    fake_sdk.TP[0] = 1
-    fake_sdk.purge_neuron_layer()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, module in fake_sdk.build_modules().items():
-            patch.setitem(sys.modules, name, module)
-        yield fake_sdk
-        fake_sdk.purge_neuron_layer()
-    fake_sdk.TP[0] = 1
 
 
 @pytest.fixture

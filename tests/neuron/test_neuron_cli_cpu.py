@@ -91,7 +91,7 @@ def test_bad_settings_are_one_line_naming_the_flag(config_dir_35b, capsys, extra
 ])
 def test_without_the_sdk_each_trn2_command_is_one_error_line(capsys, tiny_dir, tmp_path, argv):
     if "torch_neuronx" in sys.modules:
-        pytest.skip("an SDK (or stand-in) is loaded")
+        pytest.skip("an SDK (or the real-SDK tier's shims) is loaded")
     argv = [a.format(tiny=tiny_dir, out=tmp_path / "compiled") for a in argv]
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == ""

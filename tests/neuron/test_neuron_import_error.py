@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 
 import pytest
 
-import fake_sdk
+# decided at collection, before any test changes sys.modules: is the real SDK importable here?
+SDK_PRESENT = "torch_neuronx" not in sys.modules and importlib.util.find_spec("torch_neuronx") is not None
 
 
-@pytest.mark.skipif(fake_sdk.SDK_PRESENT, reason="the Neuron SDK is installed here")
-def test_import_without_sdk_names_every_missing_package_and_the_fix():
-    fake_sdk.purge_neuron_layer()
+def forget_neuron_layer(monkeypatch) -> None:
+    """Drop imported qwen35_neuron.neuron modules for the test (restored after it), so the import runs again."""
+    for name in [n for n in sys.modules if n == "qwen35_neuron.neuron" or n.startswith("qwen35_neuron.neuron.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.skipif(SDK_PRESENT, reason="the Neuron SDK is installed here")
+def test_import_without_sdk_names_every_missing_package_and_the_fix(monkeypatch):
+    forget_neuron_layer(monkeypatch)
     with pytest.raises(ImportError) as info:
         importlib.import_module("qwen35_neuron.neuron")
     err = info.value
@@ -27,11 +35,17 @@ def test_import_without_sdk_names_every_missing_package_and_the_fix():
         importlib.import_module("qwen35_neuron.neuron.model")
 
 
-def test_import_names_only_what_is_missing(fake_sdk_modules, monkeypatch):
-    monkeypatch.delitem(sys.modules, "torch_neuronx")
+def test_import_names_only_what_is_missing(monkeypatch):
+    """NxD and NxDI importable, torch-neuronx not: the error names torch-neuronx alone. The check runs before
+    the neuron layer imports anything of the SDK, so two empty modules are all the present packages need."""
+    forget_neuron_layer(monkeypatch)
+    for name in ("neuronx_distributed", "neuronx_distributed_inference"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.delitem(sys.modules, "torch_neuronx", raising=False)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ImportError) as info:
         importlib.import_module("qwen35_neuron.neuron")
     message = str(info.value)
-    assert "torch-neuronx (module torch_neuronx)" in message
+    assert "missing torch-neuronx (module torch_neuronx). " in message
+    assert " torch-neuronx==2.9.0.2.13.26312 (SDK" in message
     assert "neuronx-distributed-inference" not in message

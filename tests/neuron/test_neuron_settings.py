@@ -85,3 +85,17 @@ def test_text_attributes_round_trip_through_json(config_35b):
     assert text_from_attributes(flat) == config_35b.text
     assert flat["num_local_experts"] == 256 and flat["intermediate_size"] == 512 and flat["n_shared_experts"] == 0
     assert flat["layer_types"][3] == "full_attention" and flat["mrope_section"] == [11, 11, 10]
+
+
+def test_speculation_settings_are_checked():
+    with pytest.raises(UnsupportedConfigError, match="num_speculative_tokens must be in 0..3"):
+        NeuronSettings(num_speculative_tokens=4)
+    with pytest.raises(UnsupportedConfigError, match="equals the verify graph's length"):
+        NeuronSettings(num_speculative_tokens=3, context_buckets=(4, 128), max_length=256)
+    for sampling in ({"on_device_sampling": True}, {"on_device_sampling": True, "output_logits": True}):
+        with pytest.raises(UnsupportedConfigError, match="greedy and returns tokens only"):
+            NeuronSettings(num_speculative_tokens=1, **sampling)
+    with pytest.raises(UnsupportedConfigError, match="no room for verify steps"):
+        NeuronSettings(num_speculative_tokens=3, context_buckets=(2,), max_length=4, token_buckets=(4,))
+    assert neuron_config_kwargs(NeuronSettings(num_speculative_tokens=2))["speculation_length"] == 3
+    assert neuron_config_kwargs(NeuronSettings())["speculation_length"] == 0

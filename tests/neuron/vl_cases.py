@@ -1,4 +1,4 @@
-"""Prompts, images and settings of the Neuron VL tests (CPU stand-ins and trn2); fixtures in conftest.py."""
+"""Prompts, images and settings of the Neuron VL tests (the real-SDK tier and trn2); fixtures in conftest.py."""
 
 from __future__ import annotations
 

@@ -31,13 +31,15 @@ def _settings(tp: int, **changes):
     return NeuronSettings(**settings_kwargs(tp, token_buckets=TOKEN_BUCKETS, **changes))
 
 
-def build_speculative_application(model_dir: str, num_drafts: int, tp: int):
-    """``Qwen35MoeForCausalLM`` compiled for K drafts, through NxDI's ``to_cpu()`` with its refusal of
-    speculation (the first check, nothing else depends on it) lifted for the call."""
+def build_speculative_application(model_dir: str, num_drafts: int, tp: int, **changes):
+    """``Qwen35MoeForCausalLM`` compiled for K drafts (on the tier's settings with ``changes``), through NxDI's
+    ``to_cpu()`` with its refusal of speculation (the first check, nothing else depends on it) lifted for
+    the call."""
     import qwen35_neuron.neuron as neuron
     from qwen35_neuron.neuron.model import Qwen35MoeForCausalLM
 
-    app = Qwen35MoeForCausalLM(model_dir, neuron.inference_config(model_dir, _settings(tp, num_speculative_tokens=num_drafts)))
+    settings = _settings(tp, num_speculative_tokens=num_drafts, **changes)
+    app = Qwen35MoeForCausalLM(model_dir, neuron.inference_config(model_dir, settings))
     neuron_config = app.neuron_config
     length, neuron_config.speculation_length = neuron_config.speculation_length, 0
     try:

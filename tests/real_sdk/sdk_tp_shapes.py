@@ -31,7 +31,9 @@ def _register_backend() -> None:
 
 def checkpoint_shapes(cases: list[tuple[str, int]]) -> dict:
     """For each (model, tp): names and per-rank shapes of the model's parameters, of NxD's cut of the
-    converted checkpoint, and which parameters our provider marked for NxD's sharder."""
+    converted checkpoint, which parameters our provider marked for NxD's sharder, and every parameter
+    whose (partition dim, stride) in the model differs from the cut our rank-file writer makes
+    (``nxd_split``; None for a parameter NxD's sharder leaves whole)."""
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     from neuronx_distributed.parallel_layers import parallel_state
@@ -39,6 +41,7 @@ def checkpoint_shapes(cases: list[tuple[str, int]]) -> dict:
     from qwen35_neuron.checkpoint import expected_text_shapes
     from qwen35_neuron.config.neuron_settings import preset
     from qwen35_neuron.neuron_layout.layout import neuron_checkpoint
+    from qwen35_neuron.neuron_layout.rank_files import nxd_split
     from qwen35_neuron.testing import family_configs
 
     import qwen35_neuron.neuron as neuron
@@ -64,11 +67,15 @@ def checkpoint_shapes(cases: list[tuple[str, int]]) -> dict:
             checkpoint = dict(neuron_checkpoint(meta, text, tp))
             converted = sorted(checkpoint)
             get_sharded_checkpoint(checkpoint, model, 0, tp)
-        params = {n: tuple(p.shape) for n, p in model.named_parameters() if not n.startswith("past_key_values.")}
+        own = [(n, p) for n, p in model.named_parameters() if not n.startswith("past_key_values.")]
+        params = {n: tuple(p.shape) for n, p in own}
+        marks = {n: (p.partition_dim, p.partition_stride) if getattr(p, "tensor_model_parallel", False) else None
+                 for n, p in own}
         out[(model_name, tp)] = {
             "params": params, "sharded": {n: tuple(t.shape) for n, t in checkpoint.items()}, "converted": converted,
             "marked": list(model.marked_parameters), "experts_class": type(model.layers[0].mlp.experts).__name__,
             "tp_size": parallel_state.get_tensor_model_parallel_size(),
+            "split_differs": {n: (nxd_split(n), mark) for n, mark in marks.items() if nxd_split(n) != mark},
         }
         parallel_state.destroy_model_parallel()
         dist.destroy_process_group()

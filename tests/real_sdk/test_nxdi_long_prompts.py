@@ -120,3 +120,29 @@ def test_tail_lengths(application, tiny_dir, length):
     assert ours.tokens == generate(load_engine(tiny_dir, cpu_run())[1], [prompt], NEW, eos_token_ids=()).tokens
     chunks = [c for c in calls if c[1] > 1]
     assert len(chunks) == -(-length // 8) and chunks[-1][2] == 8 * (len(chunks) - 1)
+
+
+def test_long_prompt_on_a_model_with_a_verify_graph(nxdi, checkpoint_dirs):
+    """Compiled for MTP speculation with K = 2, NxDI routes a call K + 1 = 3 slots wide that does not start
+    at position 0 to its speculation (verify) wrapper: no chunk of a long prompt may go out 3 wide. The
+    3-token tail goes to the context-encoding wrapper 4 wide (NxDI runs it in bucket 8: a filled bucket
+    takes the next), and the speculative loop's tokens after the chunked prefill are plain greedy's (our
+    CPU runtime)."""
+    from qwen35_neuron.neuron.speculation import generate_speculative_direct
+    from sdk_speculation import build_speculative_application
+
+    model_dir = checkpoint_dirs["mtp_drafting"]
+    app = build_speculative_application(model_dir, 2, 1, **SETTINGS)
+    calls: list[tuple[str, int, int]] = []  # (wrapper, slots sent, first cache position)
+    for tag, wrapper in (("cte", app.context_encoding_model), ("verify", app.speculation_model)):
+        wrapper.register_forward_pre_hook(lambda _, args, tag=tag: calls.append(
+            (tag, int(args[0].shape[1]), int(args[2][0, 0]))))
+    graph_buckets = []
+    app.context_encoding_model.model.register_forward_pre_hook(
+        lambda _, args: graph_buckets.append(int(args[0].shape[1])))
+    prompt = LONG[:35]  # four chunks of 8, then a 3-token tail
+    ours = generate_speculative_direct(app, [prompt], NEW, 2)
+    assert ours.tokens == generate(load_engine(model_dir, cpu_run())[1], [prompt], NEW, eos_token_ids=()).tokens
+    assert calls[:5] == [("cte", 8, 0), ("cte", 8, 8), ("cte", 8, 16), ("cte", 8, 24), ("cte", 4, 32)]
+    assert graph_buckets == [8] * 5
+    assert calls[5:] and all(tag == "verify" and slots == 3 for tag, slots, _ in calls[5:])

@@ -1,8 +1,8 @@
 """The neuron layer's config, model and generation loop inside the real NxDI / NxD, in this process (one
-rank, NxDI's ``to_cpu()``): what the SDK stand-ins (tests/neuron/fake_sdk.py) used to check, now against
-NxDI's own config classes, model instance, wrapper and application. The reference is our CPU runtime,
-which the main suite proves equal to transformers (tests/real_sdk/test_nxdi_text.py compares with
-transformers directly).
+rank, NxDI's ``to_cpu()``): what our retired SDK stand-ins used to check, against NxDI's own config
+classes, model instance, wrapper and application. The reference is our CPU runtime, which the main
+suite proves equal to transformers (tests/real_sdk/test_nxdi_text.py compares with transformers
+directly).
 """
 
 from __future__ import annotations

@@ -164,3 +164,20 @@ def test_every_bucket_instance_aliases_each_state_buffer_once(speculation_runs, 
                 assert bucket["output0"] == ((BATCH, width), "torch.int32") and bucket["states_match"], bucket
         for bucket in out["speculation_model"]:
             assert bucket["example_shapes"][:2] == [(BATCH, k + 1), (BATCH, bucket["bucket"])]
+
+
+def test_other_draft_counts_than_compiled_are_an_input_error(nxdi, checkpoint_dirs):
+    """In this process (TP 1): the host loop refuses K drafts on a model compiled for another K, before
+    any graph runs."""
+    from qwen35_neuron.errors import InputError
+    from qwen35_neuron.neuron.speculation import generate_speculative_direct
+    from sdk_speculation import build_speculative_application
+
+    app = build_speculative_application(checkpoint_dirs[FULL_PROBES], 3, 1)
+    calls = []
+    app.context_encoding_model.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    for asked in (1, 2):
+        with pytest.raises(InputError, match="compiled with num_speculative_tokens=3, not "
+                                             f"{asked}: recompile or ask for 3 drafts"):
+            generate_speculative_direct(app, [RUNS["mixed"][0][0]], 4, asked)
+    assert calls == []

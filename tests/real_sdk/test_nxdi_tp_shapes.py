@@ -3,7 +3,9 @@
 Every parameter of the traced model is in the converted checkpoint, and NxD's ``get_sharded_checkpoint``
 cuts each tensor to exactly the parameter's per-rank shape - which holds only when every split plain
 parameter (experts, shared expert, DeltaNet conv, dt_bias, A_log) carries NxD's partition attributes
-and sits in a module NxD's sharder visits. Built from config.json alone (see sdk_tp_shapes.py).
+and sits in a module NxD's sharder visits - and that the cut our rank-file writer makes for each tensor
+(``nxd_split``) is the partition dim and stride NxD reads from the parameter. Built from config.json alone
+(see sdk_tp_shapes.py).
 """
 
 from __future__ import annotations
@@ -31,3 +33,4 @@ def test_nxd_cuts_the_converted_checkpoint_to_every_parameter(sharded, model, tp
     assert "layers.0.mlp.experts.gate_up_proj" in result["marked"]
     assert "layers.0.linear_attn.A_log" in result["marked"]
     assert result["experts_class"] == "NxdShardedExperts"
+    assert result["split_differs"] == {}  # our rank files cut each tensor as NxD reads the parameter's marks
