@@ -2,9 +2,9 @@
 
 NxDI, NxD, nki-library and vllm-neuron are public Python on GitHub but not on PyPI. The test tiers
 that run our code inside them find each repository's tree under one fixed place,
-``~/.cache/qwen35-neuron/sources/<repo-name>/``; a harness may point elsewhere (a pytest option or
-``QWEN35_SOURCES``). A tier whose sources are absent skips with the one line `missing_sources_line`
-returns, so a contributor's fresh laptop stays green and says how to get them.
+``~/.cache/qwen35-neuron/sources/<repo-name>/`` (``QWEN35_SOURCES`` names another). A tier whose
+sources are absent skips with the one line `missing_sources_line` returns, so a contributor's fresh
+laptop stays green and says how to get them.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ def missing_sources_line(tier: str, repos: list[str], root: str | os.PathLike | 
     """One line saying which sources a tier lacks and how to get them."""
     absent = missing_sources(repos, root)
     where = sources_root(root)
-    urls = ", ".join(f"https://github.com/{GITHUB.get(r, r)}" for r in absent)
+    cloned = [f"https://github.com/{GITHUB[r]}" for r in absent if r in GITHUB]
+    how = f"clone {', '.join(cloned)} there; " if cloned else ""
+    placed = [r for r in absent if r not in GITHUB]  # files of earlier commits, placed beside the trees
+    if placed:
+        how += f"{', '.join(placed)}: files of earlier commits, see "
     return (f"{tier}: skipped, sources absent under {where}: {', '.join(absent)} "
-            f"(clone {urls} there; README, 'Test tiers over the real SDK sources')")
+            f"({how}README, 'Test tiers over the real SDK sources')")
