@@ -146,3 +146,30 @@ def test_long_prompt_on_a_model_with_a_verify_graph(nxdi, checkpoint_dirs):
     assert calls[:5] == [("cte", 8, 0), ("cte", 8, 8), ("cte", 8, 16), ("cte", 8, 24), ("cte", 4, 32)]
     assert graph_buckets == [8] * 5
     assert calls[5:] and all(tag == "verify" and slots == 3 for tag, slots, _ in calls[5:])
+
+
+def test_nkilib_prefill_refuses_to_continue_a_row(application, tiny_dir, monkeypatch):
+    """nki-library's gdn_cte starts every prefill from a zero state: with deltanet_kernel 'nkilib' a prompt
+    past the largest bucket (chunks) or a context encoding past position 0 is an InputError raised before
+    any graph runs (every row's state bit-identical); a prompt the bucket holds still runs (here NKI is
+    absent, so the layer falls back to the PyTorch twins) and equals the CPU runtime."""
+    from qwen35_neuron.errors import InputError
+    from qwen35_neuron.neuron import device_ops
+    from qwen35_neuron.neuron.generation import generate_direct
+
+    monkeypatch.setattr(device_ops, "_real_nki", lambda: False)  # the shimmed nki cannot run kernels
+
+    app = application(tiny_dir, deltanet_kernel="nkilib", context_buckets=(128,), max_length=256, ctx_batch_size=1)
+    states = app.context_encoding_model.model.kv_mgr.past_key_values
+    before = [s.detach().clone() for s in states]
+    long_prompt = (LONG * 4)[:130]
+    with pytest.raises(InputError, match=r"deltanet_kernel 'nkilib'.*130 tokens.*context_buckets \(128\)"):
+        generate_direct(app, [long_prompt], NEW)
+    ids = torch.tensor([LONG[:6]])
+    with pytest.raises(InputError, match=r"row\(s\) \[0\] continue a prefill past position 0"):
+        app(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(10, 16)[None],
+            seq_ids=torch.tensor([0]))
+    assert all(torch.equal(a, b) for a, b in zip(states, before))
+    cpu = RunConfig(batch_size=4, context_buckets=(128,), max_seq_len=256)
+    assert (generate_direct(app, [LONG[:20]], NEW).tokens
+            == generate(load_engine(tiny_dir, cpu)[1], [LONG[:20]], NEW, eos_token_ids=()).tokens)

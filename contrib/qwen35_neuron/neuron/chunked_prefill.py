@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..decoding.buckets import Chunk, chunk_window, prefill_rounds
+from ..errors import InputError
 from .vl_inputs import CTE_VL_SEQ_DIMS
 
 NXDI_PAD_POSITION = 1  # what NxDI's wrapper pads position ids with (our graphs read only slot 0)
@@ -38,6 +39,23 @@ class ChunkRound:
     attention_mask: torch.Tensor  # [n, w]: ones over the chunk's real tokens
     position_ids: torch.Tensor  # [n, w]: absolute cache positions of the slots
     llava_args: list[torch.Tensor]  # the CTE VL inputs cut the same way (empty for text)
+
+
+def refuse_continued_prefill(attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                             buckets: Sequence[int]) -> None:
+    """For ``deltanet_kernel 'nkilib'``: nki-library's gdn_cte starts every prefill from a zero state,
+    so a context encoding may not continue a row (a chunk of a prompt past the largest bucket, or a row
+    whose prefill starts past position 0). Checked before any graph runs, so no row's state changes."""
+    lengths = attention_mask.to(torch.long).sum(dim=1)
+    continued = (lengths > 0) & (position_ids[:, 0] > 0)
+    longest = int(lengths.max()) if lengths.numel() else 0
+    if longest > max(buckets) or bool(continued.any()):
+        what = (f"a prompt of {longest} tokens is longer than the largest of context_buckets ({max(buckets)}) "
+                f"and would be prefilled in chunks" if longest > max(buckets) else
+                f"row(s) {continued.nonzero().flatten().tolist()} continue a prefill past position 0")
+        raise InputError(f"deltanet_kernel 'nkilib' (nki-library's gdn_cte) starts every prefill from a zero "
+                         f"state, but {what}: compile with deltanet_kernel 'ours' or context_buckets that hold "
+                         f"the whole prompt")
 
 
 def chunk_rounds(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,

@@ -63,7 +63,8 @@ def _nkilib_prefill(kernel: Callable, lnc: int) -> Callable:
 
     Exact for rows that start fresh (their input state is zero) and rows without real tokens
     (g = 0, beta = 0: the kernel adds nothing and the old state passes through); a continuation
-    with real tokens (chunked prefill) is not supported with this kernel.
+    with real tokens (chunked prefill) is not supported with this kernel: the application refuses it
+    before any graph runs (:func:`.chunked_prefill.refuse_continued_prefill`).
     """
     def op(q, k, v, g, beta, state, chunk_size):
         batch, length, k_heads, dk = q.shape

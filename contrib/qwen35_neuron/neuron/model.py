@@ -50,7 +50,7 @@ from ..model.rotary import MultimodalRotary
 from ..model.text_model import Qwen35TextModel
 from ..neuron_layout.layout import neuron_checkpoint, state_buffers, tie_lm_head
 from ..neuron_layout.rank_files import write_rank_checkpoints
-from .chunked_prefill import chunk_rounds, run_rounds
+from .chunked_prefill import chunk_rounds, refuse_continued_prefill, run_rounds
 from .config import Qwen35MoeInferenceConfig
 from .device_ops import neuron_ops
 from .provider import NxdProvider, mark_tp_parameters
@@ -284,7 +284,10 @@ class Qwen35MoeForCausalLM(NeuronBaseForCausalLM):
                 ids, mask, positions, _rows(seq_ids, rows), _rows(sampling_params, rows), _rows(prev_hidden, rows),
                 _rows(adapter_ids, rows), medusa_args, vl, *args, **kwargs)
 
-        buckets = self.config.settings().context_buckets
+        settings = self.config.settings()
+        buckets = settings.context_buckets
+        if settings.deltanet_kernel == "nkilib" and self._is_prefill(position_ids):
+            refuse_continued_prefill(attention_mask, position_ids, buckets)
         if input_ids.shape[-1] <= max(buckets):
             return call(input_ids, attention_mask, position_ids, None, llava_args)
         rounds = chunk_rounds(input_ids, attention_mask, position_ids, list(llava_args or []), buckets,
