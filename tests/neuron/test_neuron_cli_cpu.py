@@ -78,6 +78,7 @@ def test_print_settings_through_the_script_with_the_earlier_flag_names(scripts, 
     (["--context-encoding-buckets", "8192"], "exceeds --seq-len 4096"),
     (["--context-encoding-buckets", "128", "x"], "--context-encoding-buckets takes integers"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--seq-len", "300000"], "--seq-len 300000 exceeds the model's max_position_embeddings 262144: lower --seq-len"),
 ])
 def test_bad_settings_are_one_line_naming_the_flag(config_dir_35b, capsys, extra, message):
     code, _, err = _run(capsys, "compile", "--model-path", config_dir_35b, "--print-settings", *extra)
@@ -85,7 +86,8 @@ def test_bad_settings_are_one_line_naming_the_flag(config_dir_35b, capsys, extra
 
 
 @pytest.mark.parametrize("argv", [
-    ["compile", "--model-path", "{tiny}", "--compiled-model-path", "{out}", "--tp-degree", "2"],
+    ["compile", "--model-path", "{tiny}", "--compiled-model-path", "{out}", "--tp-degree", "2", "--seq-len", "512",
+     "--context-encoding-buckets", "128"],
     ["generate", "--compiled-model-path", "{out}", "--input-ids", "1,2"],
     ["bench", "--compiled-model-path", "{out}"],
 ])
@@ -102,6 +104,14 @@ def test_compile_checks_the_checkpoint_before_the_sdk(capsys, config_dir_35b, tm
     """A checkpoint without weights fails at the tensor gate, not after importing the SDK."""
     code, _, err = _run(capsys, "compile", "--model-path", config_dir_35b, "--compiled-model-path", str(tmp_path / "o"))
     assert code == 2 and "needs the AWS Neuron SDK" not in err and err.count("\n") == 1
+
+
+def test_compile_checks_the_cache_length_before_the_checkpoint(capsys, config_dir_35b, tmp_path):
+    """--seq-len past the model's positions is refused first (not after the tensor gate and the scan)."""
+    code, _, err = _run(capsys, "compile", "--model-path", config_dir_35b, "--compiled-model-path", str(tmp_path / "o"),
+                        "--seq-len", "300000")
+    assert code == 2 and err == "error: --seq-len 300000 exceeds the model's max_position_embeddings 262144: " \
+                                "lower --seq-len\n", err
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -18,8 +18,7 @@ from ..checkpoint.gate import check_checkpoint
 from ..checkpoint.integrity import scan_values, value_error
 from ..checkpoint.reader import CheckpointReader
 from ..config import ModelConfig, load_model_config
-from ..config.neuron_settings import INSTANCE_OF_PRESET, NeuronSettings, neuron_config_kwargs
-from ..config.tp_shapes import check_tp_supported
+from ..config.neuron_settings import INSTANCE_OF_PRESET, NeuronSettings, check_settings_fit_model, neuron_config_kwargs
 from ..errors import InputError, UnsupportedConfigError
 from .neuron_app import import_neuron_layer
 from .neuron_options import add_neuron_settings_options, settings_from_args, with_flag_names
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_settings(model_dir: str, settings: NeuronSettings, preset_name: str) -> None:
     config = load_model_config(model_dir)
-    check_tp(config, settings)
+    check_fit(config, settings)
     print("settings:", json.dumps(asdict(settings)))
     print("MoENeuronConfig keywords:", json.dumps(neuron_config_kwargs(settings)))
     try:
@@ -73,10 +72,11 @@ def print_settings(model_dir: str, settings: NeuronSettings, preset_name: str) -
           f"({verdict}); TPOT >= {report.tpot_lower_bound_s * 1e3:.2f} ms (modelled)")
 
 
-def check_tp(config: ModelConfig, settings: NeuronSettings) -> None:
-    """TP must split the heads, experts and vocabulary; the message names --tp-degree."""
+def check_fit(config: ModelConfig, settings: NeuronSettings) -> None:
+    """TP must split the heads, experts and vocabulary, and --seq-len fit the model's positions; the
+    message names the flags."""
     try:
-        check_tp_supported(config.text, settings.tp_degree)
+        check_settings_fit_model(settings, config.text)
     except UnsupportedConfigError as err:
         raise InputError(with_flag_names(str(err))) from err
 
@@ -86,7 +86,7 @@ def compile_model(model_dir: str, out_dir: str, settings: NeuronSettings, progre
     """Checks first (config, TP split, file headers and tensor gate, the SDK, weight values: the
     slowest last), then NxDI's trace and compile."""
     config = load_model_config(model_dir)
-    check_tp(config, settings)
+    check_fit(config, settings)
     with CheckpointReader(model_dir) as reader, \
             progress.stage(f"[1/3] tensor gate{' and NaN/Inf scan' if scan else ''} of {model_dir}"):
         check_checkpoint(reader, config).raise_if_failed()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedConfigError
+from .tp_shapes import check_tp_supported
 
 if TYPE_CHECKING:
     from .hf_config import TextConfig
@@ -141,6 +142,16 @@ class NeuronSettings:
     def with_overrides(self, **changes: Any) -> "NeuronSettings":
         """A copy with some fields changed (None values are ignored, so argparse defaults pass through)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_settings_fit_model(settings: NeuronSettings, text: TextConfig) -> None:
+    """What the settings alone cannot check: the TP split of this model's heads, experts and vocabulary,
+    and the cache length against its positions. One rule for ``inference_config`` and the CLI, which
+    runs it before the slow checkpoint checks."""
+    check_tp_supported(text, settings.tp_degree)
+    if settings.max_length > text.max_position_embeddings:
+        raise UnsupportedConfigError(f"max_length {settings.max_length} exceeds the model's max_position_embeddings "
+                                     f"{text.max_position_embeddings}: lower max_length")
 
 
 def default_token_buckets(max_length: int) -> tuple[int, ...]:

@@ -21,13 +21,13 @@ from ..config.neuron_settings import (
     SERVING_OVERRIDE_KEY,
     TEXT_ATTRIBUTES,
     NeuronSettings,
+    check_settings_fit_model,
     neuron_config_kwargs,
     default_token_buckets,
     serving_overrides,
     text_attributes,
     text_from_attributes,
 )
-from ..config.tp_shapes import check_tp_supported
 from ..errors import UnsupportedConfigError
 
 logger = logging.getLogger(__name__)
@@ -170,13 +170,9 @@ class Qwen35MoeInferenceConfig(InferenceConfig):
 def inference_config(model_dir: str | os.PathLike, settings: NeuronSettings) -> Qwen35MoeInferenceConfig:
     """The config to construct :class:`~qwen35_neuron.neuron.model.Qwen35MoeForCausalLM` with.
 
-    Fails before anything is built when the TP degree cannot shard this model.
+    Fails before anything is built when the TP degree cannot shard this model or max_length passes its positions.
     """
-    text = load_model_config(model_dir).text
-    check_tp_supported(text, settings.tp_degree)
-    if settings.max_length > text.max_position_embeddings:
-        raise UnsupportedConfigError(f"max_length {settings.max_length} exceeds the model's max_position_embeddings "
-                                     f"{text.max_position_embeddings}")
+    check_settings_fit_model(settings, load_model_config(model_dir).text)
     neuron_config = Qwen35MoeNeuronConfig(**neuron_config_kwargs(settings))
     return Qwen35MoeInferenceConfig(neuron_config, load_config=load_qwen35_config(model_dir),
                                     **{SETTINGS_ATTRIBUTE: asdict(settings)})
