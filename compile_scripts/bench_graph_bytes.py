@@ -11,10 +11,12 @@ COUNTED UPPER BOUNDS, not measurements: the Neuron compiler fuses some ops (an e
 slice into its consumer), which only lowers the traffic. The last line is
 ``tkg_bytes_ratio tp4_b1=R`` (TKG, TP 4, batch 1, cache bucket 4096).
 
-Usage: python compile_scripts/bench_graph_bytes.py
+Usage: python compile_scripts/bench_graph_bytes.py (no arguments).
 """
 
 from __future__ import annotations
+
+import sys
 
 from qwen35_neuron.analysis import byte_counter, graph_bytes
 from qwen35_neuron.analysis.graph_bytes import GraphShape, count_against_roofline, describe, mb
@@ -74,4 +76,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        print("error: bench_graph_bytes.py takes no arguments", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -13,6 +13,7 @@ Usage: python compile_scripts/bench_long_prefill.py (no arguments).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -103,4 +104,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        print("error: bench_long_prefill.py takes no arguments", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -63,6 +63,12 @@ GENERATE_CASES = [
     (["--max-pixels", "-1"], "--max-pixels must be"),
     (["--vision-buckets", "0"], "--vision-buckets must be"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    # Trainium2-only flags on the CPU runtime: refused (a silent --compare-cpu would pass without comparing)
+    (["--compare-cpu"], "--compare-cpu is for a compiled model on Trainium2: it needs --compiled-model-path"),
+    (["--loop", "adapter"], "--loop is for a compiled model on Trainium2: it needs --compiled-model-path"),
+    (["--loop", "direct"], "--loop is for a compiled model"),
+    (["--vision-compiled", "towers"], "--vision-compiled is for a compiled model on Trainium2: it needs "
+                                      "--compiled-model-path"),
 ]
 
 
@@ -196,6 +202,19 @@ def test_roofline_bad_options(capsys, config_35b_dir, extra, message):
     _one_error(capsys, main(["roofline", "--model", config_35b_dir, *extra]), message)
 
 
+def test_roofline_long_contexts_beyond_the_model(capsys, tiny_dir):
+    """The tiny model holds 1024 positions: lengths the user gave past it are an error; the default 32k/128k/262k
+    are skipped with one line saying so, never silently."""
+    _one_error(capsys, main(["roofline", "--model", tiny_dir, "--tp", "1", "--long-contexts", "512,2048"]),
+               "--long-contexts 2048 is beyond the model's max_position_embeddings 1024")
+    assert main(["roofline", "--model", tiny_dir, "--tp", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "long contexts 32768, 131072, 262144 not modelled: beyond the model's max_position_embeddings 1024" in out
+    assert main(["roofline", "--model", tiny_dir, "--tp", "1", "--long-contexts", "512,1024"]) == 0
+    out = capsys.readouterr().out
+    assert "beyond the model's max_position_embeddings" not in out and "\n  1024 " in out
+
+
 def test_closed_pipe_is_quiet():
     """`roofline ... | head -1`: the reader goes away after one line; no traceback, no error line."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "contrib")}
@@ -207,6 +226,21 @@ def test_closed_pipe_is_quiet():
     done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], env=env, capture_output=True, text=True, timeout=120)
     assert done.stdout.count("\n") == 1 and done.stderr == "", done.stderr
     assert done.returncode in (0, 1)  # 1: the command stopped early because its reader left
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("bench_long_prefill", ["--nope"]),
+    ("bench_long_prefill", ["--lengths", "0"]),
+    ("bench_graph_bytes", ["--nope"]),
+    ("bench_memory", ["--tp", "8"]),
+])
+def test_scripts_without_options_refuse_arguments(script, argv):
+    """A benchmark without options refuses any argument (one line, exit 2) rather than running as if not given."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "contrib")}
+    done = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *argv], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert done.stderr == f"error: {script}.py takes no arguments\n", done.stderr
 
 
 @pytest.fixture

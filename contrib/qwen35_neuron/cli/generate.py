@@ -85,8 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=POSITIVE, default=None, help="override the image processor's max_pixels")
     add_run_options(parser)
     trn2 = parser.add_argument_group("Trainium2 (with --compiled-model-path)")
-    trn2.add_argument("--loop", choices=["direct", "adapter"], default="direct",
-                      help="direct: our greedy loop; adapter: NxDI's HuggingFaceGenerationAdapter (text only)")
+    trn2.add_argument("--loop", choices=["direct", "adapter"], default=None,
+                      help="direct (default): our greedy loop; adapter: NxDI's HuggingFaceGenerationAdapter "
+                           "(text only)")
     trn2.add_argument("--compare-cpu", action="store_true",
                       help="also run the CPU runtime on the same prompts; exit 1 when the tokens differ")
     trn2.add_argument("--vision-compiled", default=None,
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--speculate runs on the CPU runtime (--model DIR); on Trainium2 use "
                              "qwen35_neuron.neuron.speculation")
         return _run_on_neuron(args, progress)
+    _refuse_trn2_flags(args)
     config = load_model_config(args.model)
     _check_images_fit(args, config)
     tokenizer = load_tokenizer(args.model, "--chat" if args.chat else "--prompt") if args.prompt else None
@@ -212,7 +214,17 @@ def _generate_with_images(args: argparse.Namespace, config: ModelConfig, run_con
         return generate_vl(session, requests, args.max_new_tokens, eos_token_ids=eos)
 
 
+def _refuse_trn2_flags(args: argparse.Namespace) -> None:
+    """The Trainium2-only flags on a CPU run: refused, not ignored (a silent --compare-cpu would pass)."""
+    for flag, given in (("--loop", args.loop is not None), ("--compare-cpu", args.compare_cpu),
+                        ("--vision-compiled", args.vision_compiled is not None)):
+        if given:
+            raise InputError(f"{flag} is for a compiled model on Trainium2: it needs --compiled-model-path DIR "
+                             "(with --model the CPU runtime runs); drop it or run the compiled model")
+
+
 def _run_on_neuron(args: argparse.Namespace, progress: Progress) -> int:
+    args.loop = args.loop or "direct"
     if args.do_sample:
         raise InputError("--do-sample: generation on Trainium2 is greedy here (compile with --on-device-sampling "
                          "for device sampling through NxDI); drop --do-sample")
