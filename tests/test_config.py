@@ -81,6 +81,9 @@ def test_legacy_rope_fields_are_read():
     (lambda raw: raw["text_config"].update(num_experts_per_tok=9), "num_experts_per_tok 9"),
     (lambda raw: raw["text_config"].update(attention_bias=True), "attention_bias"),
     (lambda raw: raw["text_config"]["rope_parameters"].update(mrope_interleaved=False), "mrope_interleaved"),
+    # a string is refused, never read as true (README: booleans are JSON true/false)
+    (lambda raw: raw["text_config"]["rope_parameters"].update(mrope_interleaved="false"),
+     "rope_parameters field 'mrope_interleaved' must be true or false"),
     (lambda raw: raw["text_config"]["rope_parameters"].update(rope_type="yarn"), "rope_type 'yarn'"),
     (lambda raw: raw["text_config"].pop("num_experts"), r"lacks required fields \['num_experts'\]"),
 ])

@@ -262,9 +262,9 @@ def _rope_parameters(raw: dict[str, Any]) -> dict[str, Any]:
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in ("default", "mrope"):
         raise UnsupportedConfigError(f"rope_type {rope_type!r} is not supported (only default multimodal RoPE)")
-    if params.get("mrope_interleaved") is False:
-        raise UnsupportedConfigError("mrope_interleaved=false is not supported: Qwen3.5 interleaves T/H/W")
     where = "config.json rope_parameters"
+    if not bool_field(params, "mrope_interleaved", True, where=where):
+        raise UnsupportedConfigError("mrope_interleaved=false is not supported: Qwen3.5 interleaves T/H/W")
     return {
         "rope_theta": float_field(params, "rope_theta", raw.get("rope_theta", 10000.0), minimum=0.0, where=where),
         "partial_rotary_factor": float_field(params, "partial_rotary_factor", raw.get("partial_rotary_factor", 0.25),
