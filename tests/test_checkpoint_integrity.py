@@ -180,6 +180,8 @@ def test_nan_weights_pass_the_header_gate_but_not_the_value_scan(capsys, nan_che
     assert code == 0 and "OK" in out  # the headers are fine
     code, out, err = _cli(capsys, "inspect", "--model", str(nan_checkpoint), "--scan-values")
     _one_error(code, err, "NaN/Inf", "re-download model.safetensors")
+    # the closing line points at the files, not at the command just run
+    assert "2 tensor(s) hold NaN/Inf" in err and "--scan-values" not in err, err
     assert f"tensor {DOWN} holds 3 NaN/Inf values" in out and f"tensor {EMBED} holds 1 NaN/Inf values" in out
     with CheckpointReader(nan_checkpoint) as reader:
         assert {(p.key, p.bad) for p in scan_values(reader)} == {(DOWN, 3), (EMBED, 1)}

@@ -41,6 +41,15 @@ def value_error(reader: CheckpointReader, problem: ValueProblem) -> CheckpointEr
         f"`qwen35-neuron inspect --model {reader.model_dir} --scan-values`)", model_dir=str(reader.model_dir))
 
 
+def scan_error(reader: CheckpointReader, problems: list[ValueProblem]) -> CheckpointError:
+    """The closing line of ``inspect --scan-values``, after every bad tensor was listed: which files to
+    re-download (not the command just run)."""
+    files = sorted({problem.file for problem in problems})
+    return CheckpointError(
+        f"{reader.model_dir}: {len(problems)} tensor(s) hold NaN/Inf values, so the weights are corrupt: "
+        f"re-download {', '.join(files)} (the tensors are listed above)", model_dir=str(reader.model_dir))
+
+
 def check_finite(reader: CheckpointReader, source: Source, tensor: torch.Tensor) -> None:
     """Raise one error naming the stored tensor (and file) when ``tensor``, read from ``source``,
     holds NaN or Inf. Per-expert sources name the expert's own tensor."""

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from ..checkpoint.gate import check_checkpoint
-from ..checkpoint.integrity import scan_values, value_error
+from ..checkpoint.integrity import scan_error, scan_values
 from ..checkpoint.reader import CheckpointReader
 from ..config import load_model_config
 from .progress import Progress, add_progress_options
@@ -46,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem.describe()}")
         sys.stdout.flush()
-        raise value_error(reader, problems[0])
+        raise scan_error(reader, problems)
