@@ -37,36 +37,23 @@ def _images():
     return [rgb(300, 200), rgb(64, 500), rgb(1001, 333), rgba, gray, rgb(32, 32).convert("P")]
 
 
-def _hf_processor(kind: str):
+def _hf_processor():
+    """transformers' PIL backend of the Qwen2-VL processor. Its default (fast) backend resizes with torchvision,
+    whose CPU build is not on PyPI, so no environment here could run it; its grids come from the same
+    smart_resize and the PIL backend is the one our preprocessing reproduces exactly."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
     kwargs = {k: v for k, v in QWEN35_PROCESSOR.items() if k not in ("processor_class", "image_processor_type")}
-    if kind == "pil":
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-        return Qwen2VLImageProcessorPil(**kwargs)
-    pytest.importorskip("torchvision")
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
-
-    return Qwen2VLImageProcessor(**kwargs)
+    return Qwen2VLImageProcessorPil(**kwargs)
 
 
 def test_equals_transformers_pil_processor_bit_for_bit():
     images = _images()
-    ref = _hf_processor("pil")(images, return_tensors="np")
+    ref = _hf_processor()(images, return_tensors="np")
     ours = preprocess_images(images, ImageProcessorConfig())
     assert [tuple(g) for g in ref["image_grid_thw"].tolist()] == list(ours.grids)
     assert ours.pixel_values.shape == ref["pixel_values"].shape
     assert np.array_equal(ours.pixel_values, ref["pixel_values"])
-
-
-def test_close_to_transformers_torchvision_processor():
-    """The default (torchvision) HF processor resizes with torch's bicubic on uint8: same grids, pixels
-    within a couple of uint8 levels (measured: max 2/255 after normalisation, mean 3.5e-5)."""
-    images = _images()
-    ref = _hf_processor("torchvision")(images, return_tensors="np")
-    ours = preprocess_images(images, ImageProcessorConfig())
-    assert [tuple(g) for g in ref["image_grid_thw"].tolist()] == list(ours.grids)
-    diff = np.abs(ours.pixel_values - ref["pixel_values"])
-    assert diff.max() <= 4 / 255 + 1e-6 and diff.mean() < 1e-3
 
 
 def test_smart_resize_known_cases():
