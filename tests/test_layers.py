@@ -72,6 +72,17 @@ def test_the_readme_states_this_layer_order_and_lists_every_layer(package_import
         assert f"  {layer}/" in layout or f"{layer}.py" in layout, f"README's layout does not list {layer}"
 
 
+def test_the_readmes_layout_lists_every_script_and_test_directory():
+    readme = (ROOT.parent / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(readme) if line.startswith("compile_scripts/"))
+    end = next(i for i in range(start, len(readme)) if readme[i].startswith("```"))
+    block = "\n".join(readme[start:end])
+    scripts = sorted(p.name for p in (ROOT.parent / "compile_scripts").glob("*.py"))
+    tests = sorted(f"{p.name}/" for p in (ROOT.parent / "tests").iterdir()
+                   if p.is_dir() and not p.name.startswith((".", "__")))
+    assert [name for name in scripts + tests if name not in block] == []
+
+
 def test_generate_inspect_and_the_neuron_path_never_import_the_test_helpers(package_imports):
     starts = [f"{PACKAGE}.{name}" for name in NO_TESTING]
     starts += [m for m in package_imports.modules if any(m.startswith(s + ".") for s in starts)]

@@ -144,7 +144,7 @@ def test_state_dict_streams_the_same_conversion(nxdi, tiny_dir):
 
 
 class TwinKernels:
-    """Stand-in for ``kernels.ops.load_kernel``: each kernel is its twin; launches are recorded."""
+    """Stand-in for ``kernels.nki_ops.load_kernel``: each kernel is its twin; launches are recorded."""
 
     def __init__(self):
         from qwen35_neuron.model import attention_core, causal_conv, deltanet, gated_delta_rule as gdr
