@@ -68,3 +68,22 @@ def test_roofline_and_estimate_table():
     text = cost.format()
     assert "modelled" in text and "Tensor" in text
     assert np.isfinite(cost.roofline_ns)
+
+
+def test_dma_busiest_engine_is_a_lower_bound_on_the_schedule():
+    """Many independent DMAs: the latency hides behind other queues' transfers, so the DMA busy
+    bound is the link time or the queues' total occupancy / 16, never above the makespan."""
+    r = Recorder(0)
+    for i in range(64):
+        r.add(engine="DMA", op="dma_copy", partitions=1, free_elems=1, bytes=36800, hbm_bytes=36800,
+              descriptors=1, writes=((i + 10, 0, 8),))
+    cost = cm.estimate([r])
+    assert cost.busy_bound_ns == pytest.approx(64 * 100)  # the shared link: 64 x 100 ns
+    assert cost.modelled_ns >= cost.busy_bound_ns
+    few = Recorder(0)
+    for i in range(2):
+        few.add(engine="DMA", op="dma_copy", partitions=1, free_elems=1, bytes=368, hbm_bytes=368,
+                descriptors=1, writes=((i + 10, 0, 8),))
+    small = cm.estimate([few])  # latency-bound: 2 x (1300 + 1) ns spread over 16 queues
+    assert small.busy_bound_ns == pytest.approx(2 * (1300 + 1.39) / 16, rel=1e-2)
+    assert small.modelled_ns >= small.busy_bound_ns
