@@ -409,7 +409,7 @@ def harness(lib_root: Path, extra_roots: Sequence[Path] = ()) -> Iterator[Dict[s
         from test.integration.nkilib.utils.comparators import maxAllClose
         from test.utils.common_dataclasses import Platforms
         # test_qkv_tkg.py at d2ad3a5 names Platforms in a decorator without importing it (its
-        # parent ddbca35 imports it): a NameError at import on every platform. Supplying that one
+        # 2.29_release twin ddbca35 imports it): a NameError at import on every platform. Supplying that one
         # name as a builtin lets the file run unmodified.
         builtins.Platforms = Platforms
         from test.utils.coverage_parametrized_tests import extract_parametrize_args, generate_parametrized_test_case
