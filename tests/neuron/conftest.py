@@ -10,6 +10,7 @@ import pytest
 
 from qwen35_neuron.testing.family_configs import QWEN35_35B
 from qwen35_neuron.config import parse_model_config
+from vl_cases import neuron_vl_dir, neuron_vl_images  # noqa: F401 (fixtures shared with tests/real_sdk)
 
 
 @pytest.fixture(scope="session")
@@ -23,18 +24,3 @@ def model_path(request):
     if not path:
         pytest.skip("pass --qwen35-model DIR (a Qwen3.5 MoE checkpoint) to run the real-model trn2 tests")
     return path
-
-
-@pytest.fixture(scope="session")
-def neuron_vl_dir(tiny_dir, tmp_path_factory) -> str:
-    """The shared tiny checkpoint with a small-image preprocessor config (see vl_cases)."""
-    from vl_cases import write_vl_checkpoint
-
-    return write_vl_checkpoint(tiny_dir, tmp_path_factory.mktemp("neuron-vl") / "model")
-
-
-@pytest.fixture(scope="session")
-def neuron_vl_images(tmp_path_factory) -> dict[str, str]:
-    from vl_cases import write_images
-
-    return write_images(tmp_path_factory.mktemp("neuron-vl-images"))

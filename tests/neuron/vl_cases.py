@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from qwen35_neuron.config import RunConfig, load_model_config
@@ -51,3 +52,14 @@ def cpu_run_config(settings) -> RunConfig:
     return RunConfig(batch_size=settings.batch_size, context_buckets=settings.context_buckets,
                      max_seq_len=settings.max_length, dtype=settings.dtype, gdr_chunk_size=settings.gdr_chunk_size,
                      vision_buckets=VISION_BUCKETS)
+
+
+@pytest.fixture(scope="session")
+def neuron_vl_dir(tiny_dir, tmp_path_factory) -> str:
+    """The shared tiny checkpoint with a small-image preprocessor config (a fixture of both tiers' conftests)."""
+    return write_vl_checkpoint(tiny_dir, tmp_path_factory.mktemp("neuron-vl") / "model")
+
+
+@pytest.fixture(scope="session")
+def neuron_vl_images(tmp_path_factory) -> dict[str, str]:
+    return write_images(tmp_path_factory.mktemp("neuron-vl-images"))

@@ -22,6 +22,7 @@ for path in (HERE.parent / "neuron", HERE.parent, HERE):
         sys.path.insert(0, str(path))
 
 from sdk_tier import TIER_ABSENT, TIER_COMMAND  # noqa: E402
+from vl_cases import neuron_vl_dir, neuron_vl_images  # noqa: E402,F401 (fixtures shared with tests/neuron)
 
 collect_ignore_glob = ["test_nxdi_*.py"] if TIER_ABSENT else []
 
@@ -58,20 +59,6 @@ def checkpoint_dirs(tier_data) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_dir(checkpoint_dirs) -> str:
     return checkpoint_dirs["default"]
-
-
-@pytest.fixture(scope="session")
-def neuron_vl_dir(tiny_dir, tmp_path_factory) -> str:
-    from vl_cases import write_vl_checkpoint
-
-    return write_vl_checkpoint(tiny_dir, tmp_path_factory.mktemp("neuron-vl") / "model")
-
-
-@pytest.fixture(scope="session")
-def neuron_vl_images(tmp_path_factory) -> dict[str, str]:
-    from vl_cases import write_images
-
-    return write_images(tmp_path_factory.mktemp("neuron-vl-images"))
 
 
 @pytest.fixture(scope="session")
