@@ -52,6 +52,25 @@ def test_vllm_shaped_steps_give_transformers_greedy_tokens(served, reference):
     assert served["tokens"] == expected
 
 
+def test_each_requests_sampling_parameters_reach_the_sampler(served, reference, tier_data):
+    """Beside a greedy request, one asking top_k 3 at temperature 1 gets tokens that are not all greedy,
+    each among the 3 likeliest after its own prefix (our CPU runtime's logits, equal to transformers' in the
+    main suite); the greedy request's tokens are unchanged by its neighbour."""
+    from qwen35_neuron.config import RunConfig
+    from qwen35_neuron.runtime.loading import load_engine
+    from qwen35_neuron.runtime.session import generate
+    from vllm_serving_job import SAMPLED_REQUEST
+
+    greedy_row, sampled_row = served["sampled_tokens"]
+    assert greedy_row == reference[reference_key(PROMPTS[0])]
+    assert sampled_row != reference[reference_key(PROMPTS[1])]
+    engine = load_engine(str(tier_data / "default"), RunConfig(batch_size=1, context_buckets=(64,), max_seq_len=64))[1]
+    for step, token in enumerate(sampled_row):
+        logits = generate(engine, [list(PROMPTS[1]) + sampled_row[:step]], 1, eos_token_ids=()).logits[0][0]
+        assert token in logits.topk(SAMPLED_REQUEST["top_k"]).indices.tolist(), (step, token)
+    print("greedy row", greedy_row, "| top_k 3, temperature 1 row", sampled_row)
+
+
 def test_where_the_chain_stops_on_a_cpu(served):
     """Compiling needs the closed Neuron compiler stack; a restart with NEURON_COMPILED_ARTIFACTS rebuilds our
     application from the saved neuron_config.json (vLLM's new overrides unused) and then needs the compiled

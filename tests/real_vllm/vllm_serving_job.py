@@ -143,9 +143,22 @@ def vllm_serving_job(model_dir: str, prompts: list[list[int]], new_tokens: int, 
         "head_dim": model.head_dim, "num_key_value_heads": model.num_key_value_heads,
         "hash_input": app.config.to_json_string(),
         "tokens": serve(model, requests, new_tokens, max_num_seqs),
+        "sampled_tokens": serve_sampled(model, prompts, new_tokens, max_num_seqs),
         "stops": where_the_chain_stops(model, model_dir, compiled_dir),
         "refused": refused_modes(model_dir),
     }
+
+
+SAMPLED_REQUEST = {"top_k": 3, "top_p": 1.0, "temperature": 1.0}  # the second request's sampling parameters
+
+
+def serve_sampled(model, prompts: list[list[int]], new_tokens: int, max_num_seqs: int) -> list[list[int]]:
+    """The same prompts again, the first greedy (temperature 0) and the second sampled with
+    ``SAMPLED_REQUEST``: each request's own parameters must reach NxDI's dynamic sampler (seeded)."""
+    torch.manual_seed(0)
+    requests = [{"prompt": list(prompts[0]), "top_k": 0, "top_p": 1.0, "temperature": 0.0},
+                {"prompt": list(prompts[1]), **SAMPLED_REQUEST}]
+    return serve(model, requests, new_tokens, max_num_seqs)
 
 
 def refused_modes(model_dir: str) -> dict:
