@@ -158,7 +158,9 @@ class EmulatorOrchestrator:
                 golden = placeholders = golden_gen.for_rank(rank)
             else:
                 placeholders = getattr(golden_gen, "output_ndarray", golden_gen)
-                golden = golden_gen.golden if hasattr(golden_gen, "golden") else golden_gen
+                # looked up on the class: hasattr() on the instance would run AWS's lazy reference
+                # and hide an AttributeError raised inside it behind a confusing "not subscriptable"
+                golden = golden_gen.golden if hasattr(type(golden_gen), "golden") else golden_gen
             names = list(placeholders.keys())
             if len(outputs) != len(names):
                 check.error = f"kernel returned {len(outputs)} outputs, the test expects {names}"
