@@ -12,7 +12,12 @@ the kernel, as AWS parametrizes them: their `fast` cases when a file has any, el
 its CPU-simulation mode (shape patterns in the test id, see `AWS_SIMULATION_SKIP`) and (b) cases
 past our time budgets (`TOO_SLOW`, each listed with why, and the per-kernel / tier budgets), which
 are reported as left out or too slow, never as matched. `--all-shapes` runs every case of
-gdn_cte, gdn_tkg and attention_cte with no skips and no budgets.
+gdn_cte, gdn_tkg and attention_cte with no skips and no budgets; `--start N` resumes a kernel at
+its N-th chosen case (`-v` numbers them). A case this machine cannot hold is reported as too large
+for this machine, never as matched, and never runs the process out of memory (`nkilib_memory`):
+refused up front when its arrays times the emulator's working factor exceed MemAvailable, and
+stopped by an address-space cap (MemoryError) when it outgrows what was free when it started
+(attention_cte's torch reference at 32768 x 32768 allocates 4 GB score matrices).
 A kernel matches when every one of its run cases matches AWS's torch reference within the test's
 own rtol/atol under AWS's `maxAllClose`. The last line is `nki-library conformance: N/M kernels match`.
 
@@ -31,6 +36,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import importlib
+import resource
 import signal
 import sys
 import time
@@ -47,6 +53,8 @@ sys.path.insert(0, str(HERE.parents[1] / "contrib"))
 import pytest  # noqa: E402 - AWS's tests call pytest.skip(); its exception marks an AWS skip
 
 from nkilib_harness import Case, EmulatorOrchestrator, collect, harness  # noqa: E402
+from nkilib_memory import (GB, CaseTooLarge, address_space_bytes, growth_limit,  # noqa: E402
+                           mem_available_bytes, peak_rss_bytes)
 from qwen35_neuron.sdk_sources import NKI_LIBRARY, missing_sources_line, source_tree  # noqa: E402
 
 GDN_TREE = "nki-library-gdn"  # GDN kernels of older nki-library commits, laid out like the tree
@@ -119,6 +127,7 @@ class KernelResult:
     failures: List[str] = field(default_factory=list)
     aws_skipped: List[str] = field(default_factory=list)      # pytest.skip() inside AWS's test body
     timed_out: List[str] = field(default_factory=list)        # stopped at the per-case time limit
+    too_large: List[str] = field(default_factory=list)        # refused or stopped: more memory than is free
     aws_test_errors: List[str] = field(default_factory=list)  # AWS's test code failed before the kernel ran
     uncollected: List[str] = field(default_factory=list)      # test functions not run, with why
     case_seconds: List[Tuple[str, float, bool]] = field(default_factory=list)  # (id, seconds, ok)
@@ -188,6 +197,27 @@ def _time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+@contextmanager
+def _memory_cap(available: int) -> Iterator[None]:
+    """Cap the address space for one case at what it is now plus `available` (MemAvailable) less
+    the reserve, so a case that outgrows the machine raises MemoryError here instead of being
+    OOM-killed with the whole run."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = growth_limit(address_space_bytes(), available)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError (numpy), or torch's allocator failing ("can't allocate memory")."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate memory" in str(exc))
+
+
 def _select(cases: List[Case]) -> List[Case]:
     fast = [c for c in cases if c.fast]
     return fast if fast else cases
@@ -236,6 +266,7 @@ class Options:
     show_traceback: bool = False
     deadline: float = float("inf")     # the tier's total budget (perf_counter time)
     case_timeout: int = CASE_TIMEOUT_S
+    start: int = 1                     # skip each kernel's chosen cases before this 1-based index
 
 
 def _why_left_out(name: str, case: Case, started: float, ran_any: bool, opts: Options) -> Optional[str]:
@@ -255,8 +286,9 @@ def _why_left_out(name: str, case: Case, started: float, ran_any: bool, opts: Op
 def _run_case(case: Case, orchestrator: EmulatorOrchestrator, result: KernelResult, opts: Options) -> str:
     """Run one AWS test case and file its outcome in `result`; returns a one-line status."""
     checks_before = len(orchestrator.checks)
+    available = mem_available_bytes()
     try:
-        with _time_limit(opts.case_timeout):
+        with _time_limit(opts.case_timeout), _memory_cap(available):
             case.call(**case.kwargs)
         result.ran += 1
         result.passed += 1
@@ -270,6 +302,14 @@ def _run_case(case: Case, orchestrator: EmulatorOrchestrator, result: KernelResu
         if isinstance(exc, pytest.skip.Exception):
             result.aws_skipped.append(_entry(case.test_id, status))
             return "skipped by AWS's test"
+        if isinstance(exc, CaseTooLarge):
+            result.too_large.append(_entry(case.test_id, str(exc)))
+            return str(exc)
+        if _out_of_memory(exc):
+            why = (f"too large for this machine (needs more than the {growth_limit(0, available) / GB:.1f} GB "
+                   f"it may grow by, {available / GB:.1f} GB available): {status}")
+            result.too_large.append(_entry(case.test_id, why))
+            return why
         if isinstance(exc, CaseTimeout):
             result.timed_out.append(_entry(case.test_id, status))
             return f"too slow for the tier: {status}"
@@ -298,7 +338,9 @@ def run_kernel_cases(name: str, modules: List[str], env: Dict, opts: Options) ->
         result.uncollected += uncollected
         every = name in EVERY_CASE_BY_DEFAULT or (opts.all_shapes and name in ALL_SHAPES_KERNELS)
         chosen = cases if every else _select(cases)
-        for case in chosen:
+        for index, case in enumerate(chosen, start=1):
+            if index < opts.start:
+                continue
             why = _why_left_out(name, case, start, result.ran + len(result.aws_test_errors) > 0, opts)
             if why == "not chosen":
                 continue
@@ -312,7 +354,9 @@ def run_kernel_cases(name: str, modules: List[str], env: Dict, opts: Options) ->
             status = _run_case(case, orchestrator, result, opts)
             result.case_seconds.append((case.test_id, time.perf_counter() - t0, status == "ok"))
             if opts.verbose:
-                print(f"    {time.perf_counter() - t0:6.1f}s {case.test_id}: {status}", flush=True)
+                print(f"    {time.perf_counter() - t0:6.1f}s #{index} {case.test_id}: {status} "
+                      f"(arrays {getattr(orchestrator, 'held_bytes', 0) / GB:.2f} GB, "
+                      f"peak RSS so far {peak_rss_bytes() / GB:.2f} GB)", flush=True)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -345,6 +389,7 @@ def report(results: List[KernelResult]) -> List[str]:
         extra = [f"{len(r.left_out)} left out"] if r.left_out else []
         extra += [f"{len(r.aws_skipped)} skipped by AWS's test"] if r.aws_skipped else []
         extra += [f"{len(r.timed_out)} too slow"] if r.timed_out else []
+        extra += [f"{len(r.too_large)} too large for this machine"] if r.too_large else []
         extra += [f"{len(r.aws_test_errors)} AWS test errors"] if r.aws_test_errors else []
         lines.append(f"{r.name:<34} {state:<8} {r.passed}/{r.ran} cases  {r.seconds:6.1f}s"
                      + (f"  ({', '.join(extra)})" if extra else ""))
@@ -358,6 +403,8 @@ def report(results: List[KernelResult]) -> List[str]:
             lines.append(f"    {f}")
         for t in r.timed_out[:2]:
             lines.append(f"    too slow for the tier: {t}")
+        for t in r.too_large[:3]:
+            lines.append(f"    {t}")
         if r.aws_test_errors:  # AWS's own test code failing (on any platform), shown so it is seen
             lines.append(f"    AWS's test fails before calling the kernel: {r.aws_test_errors[0]}")
         if not r.tests:
@@ -382,6 +429,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case as it runs")
     parser.add_argument("--case", help="run only the cases whose id contains this text (no time budgets)")
     parser.add_argument("--traceback", action="store_true", help="print each failure's full traceback")
+    parser.add_argument("--start", type=int, default=1, metavar="N",
+                        help="skip each kernel's chosen cases before the N-th (1-based; with -v each case shows its #)")
     parser.add_argument("--all-shapes", action="store_true",
                         help=f"run every case of {', '.join(ALL_SHAPES_KERNELS)} (no skips, no budgets)")
     args = parser.parse_args(argv)
@@ -389,7 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(missing_sources_line("nki-library conformance", [NKI_LIBRARY, GDN_TREE]))
         return 0
     results = run(args.kernel, Options(verbose=args.verbose, case_filter=args.case, all_shapes=args.all_shapes,
-                                       show_traceback=args.traceback,
+                                       show_traceback=args.traceback, start=args.start,
                                        case_timeout=24 * 3600 if args.all_shapes else CASE_TIMEOUT_S))
     print("\n".join(report(results)))
     bad = unexplained(results)

@@ -30,6 +30,8 @@ import numpy as np
 from qwen35_neuron.kernels.nki_emulator import dtypes as emu_dtypes, launch_ranks
 from qwen35_neuron.kernels.nki_emulator.install import emulator_modules
 
+from nkilib_memory import CaseTooLarge, array_bytes, estimated_need, mem_available_bytes, too_large
+
 # ---- stand-ins ----------------------------------------------------------------------------------
 
 
@@ -136,6 +138,7 @@ class EmulatorOrchestrator:
 
     def __init__(self, max_all_close: Callable[..., bool], trace_mode: Any = None) -> None:
         self.checks: List[Check] = []
+        self.held_bytes = 0  # the last case's kernel arrays (inputs, outputs), for the memory guard
         self._max_all_close = max_all_close
         self.trace_mode = trace_mode  # AWS's tests read it: we are its Simulator mode
 
@@ -146,6 +149,7 @@ class EmulatorOrchestrator:
         check = Check(getattr(func, "__name__", str(func)), lnc)
         self.checks.append(check)
         inputs = kernel_args.kernel_input or {}
+        self._refuse_if_too_large(inputs, kernel_args.validation_args.golden_output, ranks)
         per_rank = [inputs.for_rank(r) if hasattr(inputs, "for_rank") else
                     (inputs if r == 0 else _copied(inputs)) for r in range(ranks)]  # each rank its own HBM
         calls = [((), {k.removesuffix(".must_alias_input"): v for k, v in kw.items()}) for kw in per_rank]
@@ -175,6 +179,17 @@ class EmulatorOrchestrator:
         failed = [n for n, v in check.outputs.items() if not v.startswith("ok")]
         if failed:
             raise AssertionError("; ".join(f"{n}: {check.outputs[n]}" for n in failed))
+
+    def _refuse_if_too_large(self, inputs: Any, golden_gen: Any, ranks: int) -> None:
+        """Raise CaseTooLarge before the kernel runs when its arrays (inputs and the test's output
+        placeholders, once per rank) times the emulator's working factor do not fit in memory."""
+        placeholders = getattr(golden_gen, "output_ndarray", None)
+        held = array_bytes(inputs.values()) if hasattr(inputs, "values") else 0
+        held += array_bytes(placeholders.values()) if isinstance(placeholders, dict) else 0
+        self.held_bytes = held * ranks
+        why = too_large(estimated_need(self.held_bytes), mem_available_bytes())
+        if why:
+            raise CaseTooLarge(why)
 
     def _compare(self, name: str, out: Any, expected: Any, placeholder: Any, validation: Any) -> str:
         if hasattr(expected, "validator"):  # CustomValidatorWithOutputTensorData
