@@ -28,22 +28,24 @@ class CaseTooLarge(Exception):
     """The case needs more memory than this machine has available."""
 
 
+def _kib_field(text: str, key: str, where: str) -> int:
+    """The `key:  N kB` line of a /proc file's text, in bytes."""
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"no {key} line in {where}")
+
+
 def mem_available_bytes(meminfo: Optional[str] = None) -> int:
     """MemAvailable from /proc/meminfo (or the given text of it), in bytes."""
     text = Path("/proc/meminfo").read_text() if meminfo is None else meminfo
-    for line in text.splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError("no MemAvailable line in /proc/meminfo")
+    return _kib_field(text, "MemAvailable", "/proc/meminfo")
 
 
 def address_space_bytes(status: Optional[str] = None) -> int:
     """This process's VmSize from /proc/self/status (or the given text of it), in bytes."""
     text = Path("/proc/self/status").read_text() if status is None else status
-    for line in text.splitlines():
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError("no VmSize line in /proc/self/status")
+    return _kib_field(text, "VmSize", "/proc/self/status")
 
 
 def peak_rss_bytes() -> int:
