@@ -170,6 +170,5 @@ def test_nkilib_prefill_refuses_to_continue_a_row(application, tiny_dir, monkeyp
         app(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(10, 16)[None],
             seq_ids=torch.tensor([0]))
     assert all(torch.equal(a, b) for a, b in zip(states, before))
-    cpu = RunConfig(batch_size=4, context_buckets=(128,), max_seq_len=256)
-    assert (generate_direct(app, [LONG[:20]], NEW).tokens
-            == generate(load_engine(tiny_dir, cpu)[1], [LONG[:20]], NEW, eos_token_ids=()).tokens)
+    cpu = load_engine(tiny_dir, cpu_run(context_buckets=(128,), max_seq_len=256))[1]
+    assert generate_direct(app, [LONG[:20]], NEW).tokens == generate(cpu, [LONG[:20]], NEW, eos_token_ids=()).tokens
